@@ -1,0 +1,1 @@
+//! The Yimen hub: what only township, county and city hubs do.

@@ -1,0 +1,1 @@
+//! The Yimen node shell: what every tier runs around the pure core.
