@@ -1,1 +1,14 @@
 //! The Yimen node shell: what every tier runs around the pure core.
+//!
+//! Invariants: only this shell (and the hub's) reads the clock, touches the disk or opens
+//! sockets; the core receives time and state as inputs.
+
+pub mod clerk;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod node;
+pub mod print;
+pub mod register;
+pub mod server;
+pub mod store;

@@ -4,7 +4,9 @@
 //! (division codes, tiers, step actions, national codes, calendar dates, string lengths,
 //! numeric ranges); a malformed message becomes a [`WireError`] naming the field path
 //! (`item.steps[2].tier`), never a panic. Domain → wire is `From` and total. A domain value
-//! survives domain → wire → domain unchanged.
+//! survives domain → wire → domain unchanged. Case events and requests live in [`case`]
+//! (`TryFrom<pb::CaseEventPayload> for CaseEvent`, `TryFrom<pb::RequestPayload> for
+//! Request` and back); their errors never echo an ID number or a name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -23,6 +25,8 @@ use yimen_core::person::Status;
 use yimen_core::topology::{Topology, TopologyNode};
 
 use crate::pb;
+
+pub mod case;
 
 /// Length of a blake3 digest in a material reference.
 pub const BLAKE3_BYTES: usize = 32;

@@ -209,11 +209,19 @@ fn topology() -> Topology {
 
 #[test]
 fn item_version_round_trips() {
-    let original = item();
-    let wire = pb::CatalogRevision::from(original.clone());
-    let bytes = encode_payload(&wire);
-    let decoded: pb::CatalogRevision = decode_payload(&bytes, "catalog revision").unwrap();
-    assert_eq!(ItemVersion::try_from(decoded).unwrap(), original);
+    // The core's sample catalog, then the hand-built item (a credit code, a legal basis,
+    // every kind of condition in one item, a department on a step).
+    for original in yimen_core::sample::items().into_iter().chain([item()]) {
+        let wire = pb::CatalogRevision::from(original.clone());
+        let bytes = encode_payload(&wire);
+        let decoded: pb::CatalogRevision = decode_payload(&bytes, "catalog revision").unwrap();
+        assert_eq!(
+            ItemVersion::try_from(decoded).unwrap(),
+            original,
+            "{}",
+            original.name
+        );
+    }
 
     let mut immediate = item();
     immediate.statutory_limit = TimeLimit::Immediate;
@@ -225,10 +233,12 @@ fn item_version_round_trips() {
 
 #[test]
 fn calendar_round_trips() {
-    let original = calendar();
-    let bytes = encode_payload(&pb::CalendarRevision::from(original.clone()));
-    let decoded: pb::CalendarRevision = decode_payload(&bytes, "calendar revision").unwrap();
-    assert_eq!(Calendar::try_from(decoded).unwrap(), original);
+    // The core's built-in calendar, then the hand-built one (another version and years).
+    for original in [Calendar::builtin(), calendar()] {
+        let bytes = encode_payload(&pb::CalendarRevision::from(original.clone()));
+        let decoded: pb::CalendarRevision = decode_payload(&bytes, "calendar revision").unwrap();
+        assert_eq!(Calendar::try_from(decoded).unwrap(), original);
+    }
 }
 
 #[test]
@@ -553,9 +563,10 @@ fn envelope() -> pb::EventEnvelope {
             epoch: 1,
             seq: 42,
         }),
-        case_id: "4304211052042026110100001".to_owned(),
+        case_id: "430421105204202611010001".to_owned(),
         case_seq: 1,
-        r#type: 100,
+        // A case event type this build does not know (100 is EVENT_TYPE_CASE_EVENT).
+        r#type: 150,
         schema_version: 1,
         audience: Some(pb::Audience {
             subtree: String::new(),
@@ -575,6 +586,11 @@ fn envelope() -> pb::EventEnvelope {
 fn envelope_checks() {
     // A case event with an event type this build does not know passes: relays carry it.
     check_envelope(&envelope()).unwrap();
+    let known = pb::EventEnvelope {
+        r#type: pb::EventType::CaseEvent as i32,
+        ..envelope()
+    };
+    check_envelope(&known).unwrap();
     let catalog = pb::EventEnvelope {
         case_id: String::new(),
         case_seq: 0,

@@ -508,6 +508,11 @@ impl Case {
             && self.deadline.is_overdue(today)
     }
 
+    /// A 即办 case: handled on the spot, its deadline fixed at its acceptance day.
+    pub fn is_immediate(&self) -> bool {
+        self.acceptance.case_type == CaseType::Immediate
+    }
+
     /// Handed off but not yet signed for.
     pub fn in_transit(&self) -> bool {
         !self.received
@@ -709,8 +714,29 @@ impl Case {
                         reason: "晚于登记时间".to_owned(),
                     });
                 }
+                // Material cannot arrive before the case asked for it: before the return
+                // while one is pending, before the acceptance otherwise.
+                let asked = match self.status {
+                    CaseStatus::AwaitingSupplement => self
+                        .events
+                        .iter()
+                        .rev()
+                        .find(|e| matches!(e.body, CaseEventBody::Returned { .. }))
+                        .map_or(self.accepted_at.date(), |e| e.at.date()),
+                    _ => self.accepted_at.date(),
+                };
+                if *arrived < asked {
+                    return Err(CaseError::Invalid {
+                        what: "材料到达日期",
+                        reason: format!("早于{asked}"),
+                    });
+                }
+                if self.is_immediate() && deadline.is_some() {
+                    return Err(immediate_fixed());
+                }
                 self.check_request(request.as_ref())?;
                 match self.status {
+                    CaseStatus::AwaitingSupplement if self.is_immediate() => Ok(()),
                     CaseStatus::AwaitingSupplement => {
                         let d = deadline.ok_or(CaseError::Invalid {
                             what: "办结期限",
@@ -778,6 +804,13 @@ impl Case {
                     });
                 }
                 Ok(())
+            }
+            CaseEventBody::Extended { .. }
+            | CaseEventBody::Paused { .. }
+            | CaseEventBody::Resumed { .. }
+                if self.is_immediate() =>
+            {
+                Err(immediate_fixed())
             }
             CaseEventBody::Extended {
                 working_days,
@@ -889,7 +922,10 @@ impl Case {
                 got: action,
             });
         }
-        if author.node.tier() != expected.tier {
+        // Village steps (pre-check, completion) stay at the accepting village: another
+        // village may assist, never act.
+        let wrong_village = expected.tier == Tier::Village && author.node != self.accepted_by.node;
+        if author.node.tier() != expected.tier || wrong_village {
             return Err(CaseError::StepTier {
                 step: step.0.clone(),
                 step_tier: expected.tier,
@@ -1025,6 +1061,14 @@ impl Case {
         self.custody_chain.push(to.clone());
         self.custodian = to;
         self.received = false;
+    }
+}
+
+/// A 即办 case's deadline is its acceptance day: nothing lengthens or pauses it.
+fn immediate_fixed() -> CaseError {
+    CaseError::Invalid {
+        what: "办结期限",
+        reason: "即办件的办结期限为受理当日，不能延长、暂停或重新计时".to_owned(),
     }
 }
 

@@ -207,10 +207,11 @@ impl Case {
                     got: StepAction::Notice,
                 })?;
                 let days = u32::from(rule.working_days);
-                let ends = actor
-                    .calendar
-                    .add_working_days(today, days)
-                    .map_err(calendar_err)?;
+                // Like a deadline, the end of a notice that runs past the calendar's last
+                // year is counted on weekdays only (provisional, DESIGN.md "Time").
+                let ends = Deadline::compute(actor.calendar, today, days)
+                    .map_err(calendar_err)?
+                    .due;
                 let deadline = if rule.counts_toward_limit {
                     None
                 } else {
@@ -369,7 +370,7 @@ impl Case {
         // After a return the clock restarts the day after the material arrives, with the
         // whole committed limit (重新计算); pauses still to come add themselves. Otherwise the
         // deadline stands.
-        let deadline = if self.status == CaseStatus::AwaitingSupplement {
+        let deadline = if self.status == CaseStatus::AwaitingSupplement && !self.is_immediate() {
             let limit = u32::from(rules.item.committed_limit.days());
             Some(
                 Deadline::compute(actor.calendar, arrived, limit).map_err(|e| {

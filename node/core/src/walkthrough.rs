@@ -77,13 +77,13 @@ pub struct Walkthrough {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalkthroughError {
-    #[error("intake: {0}")]
+    #[error(transparent)]
     Accept(#[from] AcceptError),
-    #[error("case: {0}")]
+    #[error(transparent)]
     Case(#[from] CaseError),
-    #[error("numbering: {0}")]
+    #[error(transparent)]
     Numbering(#[from] NumberingError),
-    #[error("routing: {0}")]
+    #[error(transparent)]
     Routing(#[from] RoutingError),
     #[error("the sample catalog or topology is inconsistent: {0}")]
     Sample(String),

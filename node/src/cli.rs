@@ -1,0 +1,876 @@
+//! The `yimen-node` command line: argument parsing and rendering; each command calls the
+//! library or the node's clerk API. Text for people is Chinese; `--json` prints one JSON
+//! document for scripts.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use chrono::{Datelike, NaiveDate};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use yimen_core::calendar::Calendar;
+use yimen_core::walkthrough;
+use yimen_proto::pb;
+use yimen_proto::pb::clerk_client::ClerkClient;
+
+use crate::clock::SystemClock;
+use crate::config::NodeConfig;
+
+/// Where client commands find the node unless told.
+pub const NODE_DEFAULT: &str = "http://127.0.0.1:7070";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "yimen-node",
+    version,
+    about = "Yimen village node (一门 村(社区)便民服务中心节点)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of every client command.
+#[derive(Debug, Args, Clone)]
+pub struct Client {
+    /// The node's clerk API.
+    #[arg(long, env = "YIMEN_NODE", default_value = NODE_DEFAULT, global = true)]
+    pub node: String,
+    /// Print one JSON document instead of readable text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The clerk acting (首问责任人); recorded on every event.
+    #[arg(long, env = "YIMEN_OPERATOR", global = true, default_value = "")]
+    pub operator: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a node: open its store and serve the clerk API until SIGINT/SIGTERM.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run both sample guides through the core alone on a fixed date and print every event
+    /// and state (单节点演示).
+    Walkthrough {
+        /// The date the cases are accepted on (Beijing time).
+        #[arg(long, default_value = walkthrough::DEFAULT_DATE, value_parser = parse_date)]
+        date: NaiveDate,
+        /// Print one JSON document instead of the Chinese story.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Working-day arithmetic on the node's calendar (or the built-in one).
+    Calendar {
+        #[command(subcommand)]
+        command: CalendarCommand,
+    },
+    /// The guide of an item (办事指南); without an item, the list of items.
+    Guide {
+        item: Option<String>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Intake: prints the acceptance slip (受理单) or the one-time notice (一次性告知书).
+    Apply {
+        #[arg(long)]
+        item: String,
+        #[arg(long = "id-number")]
+        id_number: String,
+        #[arg(long)]
+        name: String,
+        /// Registered household division code (户籍所在地), from the household register.
+        #[arg(long)]
+        household: String,
+        /// A declared status: dibao (低保), wubao (五保), disabled (残疾). Repeatable.
+        #[arg(long = "status")]
+        statuses: Vec<String>,
+        /// A material code presented (see `guide`). Repeatable.
+        #[arg(long = "material")]
+        materials: Vec<String>,
+        /// The helper acting for the applicant (代办).
+        #[arg(long)]
+        helper: Option<String>,
+        /// The helper's relation to the applicant.
+        #[arg(long, default_value = "")]
+        relation: String,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// The village's pre-check (初审).
+    Precheck {
+        case: String,
+        #[arg(long, default_value = "")]
+        opinion: String,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// 转报: hand the case to the next custodian (from the topology unless --to).
+    Forward {
+        case: String,
+        /// NODE or NODE/DEPT.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Material arrived for a case held here.
+    Supplement {
+        case: String,
+        #[arg(long = "material", required = true)]
+        materials: Vec<String>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// 协办: contribute an opinion to a case held elsewhere.
+    Assist {
+        case: String,
+        #[arg(long)]
+        opinion: String,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// 即办 completion, or the village's final step.
+    Complete {
+        case: String,
+        #[arg(long)]
+        result: String,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Correct a clerk's typo in an earlier event; the original is kept.
+    Correct {
+        case: String,
+        /// The event corrected (its sequence number, see `status`).
+        #[arg(long)]
+        of: u64,
+        #[arg(long = "applicant-name", group = "what")]
+        applicant_name: Option<String>,
+        #[arg(long, group = "what")]
+        opinion: Option<String>,
+        #[arg(long, group = "what")]
+        helper: Option<String>,
+        #[arg(long, default_value = "")]
+        relation: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Relay an applicant's request to the custodian: withdrawal, supplement or objection.
+    Request {
+        case: String,
+        #[arg(long, group = "kind")]
+        withdraw: Option<String>,
+        #[arg(long = "supplement", group = "kind", num_args = 1..)]
+        supplement: Vec<String>,
+        #[arg(long, group = "kind")]
+        objection: Option<String>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// The applicant's evaluation: 1 非常满意 … 5 非常不满意.
+    Evaluate {
+        case: String,
+        #[arg(long)]
+        satisfaction: u32,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// One case with its whole history.
+    Status {
+        case: String,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Cases by status, deadline, or overdue.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        overdue: bool,
+        #[arg(long = "due-by", value_parser = parse_date)]
+        due_by: Option<NaiveDate>,
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// The register (登记簿) of a day (default: today).
+    Register {
+        #[arg(long, value_parser = parse_date)]
+        day: Option<NaiveDate>,
+        #[command(flatten)]
+        client: Client,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CalendarCommand {
+    /// Prints the date N working days after --from, alone on one line.
+    Add {
+        #[arg(long, value_parser = parse_date)]
+        from: NaiveDate,
+        #[arg(long = "working-days")]
+        working_days: u32,
+        /// Ask this running node for its current calendar; without it, the built-in one.
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// The calendar's version and years.
+    Show {
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("expected a date as YYYY-MM-DD (日期格式应为 YYYY-MM-DD): {e}"))
+}
+
+/// An error already explained to the user; the binary exits non-zero without more text.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Reported(pub String);
+
+fn pb_date(d: NaiveDate) -> pb::Date {
+    pb::Date {
+        year: d.year(),
+        month: d.month(),
+        day: d.day(),
+    }
+}
+
+fn from_pb_date(d: Option<&pb::Date>) -> String {
+    d.and_then(|d| NaiveDate::from_ymd_opt(d.year, d.month, d.day))
+        .map(|d| d.to_string())
+        .unwrap_or_default()
+}
+
+async fn connect(addr: &str) -> anyhow::Result<ClerkClient<tonic::transport::Channel>> {
+    let addr = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    ClerkClient::connect(addr.clone()).await.map_err(|e| {
+        anyhow!("cannot reach the node at {addr} (无法连接节点，请确认节点已启动): {e}")
+    })
+}
+
+/// A gRPC status as the clerk reads it.
+fn refused(s: tonic::Status) -> anyhow::Error {
+    anyhow!(Reported(format!("{}（{:?}）", s.message(), s.code())))
+}
+
+/// Runs a parsed command line, writing to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Walkthrough { date, json } => {
+            let story =
+                walkthrough::run(date).with_context(|| format!("walk-through on {date}"))?;
+            if json {
+                serde_json::to_writer_pretty(&mut *out, &story)?;
+                writeln!(out)?;
+            } else {
+                out.write_all(walkthrough::render_zh(&story).as_bytes())?;
+            }
+            Ok(())
+        }
+        Command::Serve { config } => serve(&config),
+        other => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(client_command(other, out))
+        }
+    }
+}
+
+fn serve(config: &std::path::Path) -> anyhow::Result<()> {
+    let config = NodeConfig::load(config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.clerk_listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.clerk_listen))?;
+        let addr = listener.local_addr()?;
+        // The one line scripts and tests wait for.
+        println!("yimen-node {} serving the clerk API on {addr}", config.id);
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+        };
+        crate::server::run(config, listener, Arc::new(SystemClock), shutdown)
+            .await
+            .map_err(|e| anyhow!(Reported(format!("{e}\n{}", e.reason_zh()))))
+    })
+}
+
+async fn client_command(command: Command, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command {
+        Command::Calendar { command } => calendar(command, out).await,
+        Command::Guide { item, client } => {
+            let mut c = connect(&client.node).await?;
+            match item {
+                None => {
+                    let items = c
+                        .list_items(pb::ListItemsRequest {})
+                        .await
+                        .map_err(refused)?
+                        .into_inner()
+                        .items;
+                    if client.json {
+                        let v: Vec<Value> = items.iter().map(item_json).collect();
+                        emit_json(out, &json!({ "items": v }))
+                    } else {
+                        for i in &items {
+                            writeln!(
+                                out,
+                                "{}  {}（第{}版，{}）",
+                                i.code, i.name, i.version, i.limit_zh
+                            )?;
+                        }
+                        Ok(())
+                    }
+                }
+                Some(code) => {
+                    let r = c
+                        .get_guide(pb::GetGuideRequest { item_code: code })
+                        .await
+                        .map_err(refused)?
+                        .into_inner();
+                    if client.json {
+                        emit_json(
+                            out,
+                            &json!({ "item": r.item.as_ref().map(item_json), "text_zh": r.text_zh }),
+                        )
+                    } else {
+                        Ok(out.write_all(r.text_zh.as_bytes())?)
+                    }
+                }
+            }
+        }
+        Command::Apply {
+            item,
+            id_number,
+            name,
+            household,
+            statuses,
+            materials,
+            helper,
+            relation,
+            client,
+        } => {
+            let mut c = connect(&client.node).await?;
+            let reply = c
+                .apply(pb::ApplyRequest {
+                    operator: client.operator.clone(),
+                    item_code: item,
+                    applicant: Some(pb::ApplicantInput {
+                        id_number,
+                        name,
+                        household,
+                        statuses,
+                    }),
+                    materials,
+                    helper: helper.map(|name| pb::HelperInput { name, relation }),
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            match reply.outcome {
+                Some(pb::apply_reply::Outcome::Accepted(slip)) => {
+                    if client.json {
+                        emit_json(
+                            out,
+                            &json!({
+                                "outcome": "accepted",
+                                "case": slip.case.as_ref().map(case_json),
+                                "slip_zh": slip.text_zh,
+                            }),
+                        )
+                    } else {
+                        Ok(out.write_all(slip.text_zh.as_bytes())?)
+                    }
+                }
+                Some(pb::apply_reply::Outcome::Incomplete(notice)) => {
+                    if client.json {
+                        emit_json(
+                            out,
+                            &json!({
+                                "outcome": "incomplete",
+                                "problems_zh": notice.lines_zh,
+                                "notice_zh": notice.text_zh,
+                            }),
+                        )
+                    } else {
+                        Ok(out.write_all(notice.text_zh.as_bytes())?)
+                    }
+                }
+                None => Err(anyhow!("the node sent an empty answer")),
+            }
+        }
+        Command::Precheck {
+            case,
+            opinion,
+            client,
+        } => {
+            let mut c = connect(&client.node).await?;
+            let r = c
+                .precheck(pb::StepRequest {
+                    operator: client.operator.clone(),
+                    case_number: case,
+                    opinion,
+                })
+                .await;
+            show_case(out, &client, r)
+        }
+        Command::Forward {
+            case,
+            to,
+            reason,
+            client,
+        } => {
+            let (to_node, to_department) = match to {
+                None => (String::new(), String::new()),
+                Some(t) => match t.split_once('/') {
+                    Some((n, d)) => (n.to_owned(), d.to_owned()),
+                    None => (t, String::new()),
+                },
+            };
+            let mut c = connect(&client.node).await?;
+            let r = c
+                .forward(pb::ForwardRequest {
+                    operator: client.operator.clone(),
+                    case_number: case,
+                    to_node,
+                    to_department,
+                    reason,
+                })
+                .await;
+            show_case(out, &client, r)
+        }
+        Command::Supplement {
+            case,
+            materials,
+            client,
+        } => {
+            let mut c = connect(&client.node).await?;
+            let r = c
+                .supplement(pb::SupplementRequest {
+                    operator: client.operator.clone(),
+                    case_number: case,
+                    materials,
+                })
+                .await;
+            show_case(out, &client, r)
+        }
+        Command::Assist {
+            case,
+            opinion,
+            client,
+        } => {
+            let mut c = connect(&client.node).await?;
+            let r = c
+                .assist(pb::AssistRequest {
+                    operator: client.operator.clone(),
+                    case_number: case,
+                    opinion,
+                })
+                .await;
+            show_request(out, &client, r)
+        }
+        Command::Complete {
+            case,
+            result,
+            client,
+        } => {
+            let mut c = connect(&client.node).await?;
+            let r = c
+                .complete(pb::CompleteRequest {
+                    operator: client.operator.clone(),
+                    case_number: case,
+                    result,
+                })
+                .await;
+            show_case(out, &client, r)
+        }
+        Command::Correct {
+            case,
+            of,
+            applicant_name,
+            opinion,
+            helper,
+            relation,
+            reason,
+            client,
+        } => {
+            use pb::correct_request::Correction as C;
+            let correction = match (applicant_name, opinion, helper) {
+                (Some(n), _, _) => C::ApplicantName(n),
+                (_, Some(o), _) => C::Opinion(o),
+                (_, _, Some(h)) => C::Helper(pb::HelperInput { name: h, relation }),
+                _ => {
+                    return Err(anyhow!(
+                        "say what to correct: --applicant-name, --opinion or --helper (请说明更正项目)"
+                    ));
+                }
+            };
+            let mut c = connect(&client.node).await?;
+            let r = c
+                .correct(pb::CorrectRequest {
+                    operator: client.operator.clone(),
+                    case_number: case,
+                    of_seq: of,
+                    correction: Some(correction),
+                    reason,
+                })
+                .await;
+            show_case(out, &client, r)
+        }
+        Command::Request {
+            case,
+            withdraw,
+            supplement,
+            objection,
+            client,
+        } => {
+            use pb::relay_request::Kind as K;
+            let kind = match (withdraw, objection) {
+                (Some(w), _) => K::WithdrawalReason(w),
+                (_, Some(o)) => K::Objection(o),
+                _ if !supplement.is_empty() => {
+                    K::Supplement(pb::MaterialList { codes: supplement })
+                }
+                _ => {
+                    return Err(anyhow!(
+                        "say what is asked: --withdraw, --supplement or --objection (请说明申请类别)"
+                    ));
+                }
+            };
+            let mut c = connect(&client.node).await?;
+            let r = c
+                .relay_request(pb::RelayRequest {
+                    operator: client.operator.clone(),
+                    case_number: case,
+                    kind: Some(kind),
+                })
+                .await;
+            show_request(out, &client, r)
+        }
+        Command::Evaluate {
+            case,
+            satisfaction,
+            client,
+        } => {
+            let mut c = connect(&client.node).await?;
+            let r = c
+                .evaluate(pb::EvaluateRequest {
+                    operator: client.operator.clone(),
+                    case_number: case,
+                    satisfaction,
+                })
+                .await;
+            show_case(out, &client, r)
+        }
+        Command::Status { case, client } => {
+            let mut c = connect(&client.node).await?;
+            let r = c.get_case(pb::GetCaseRequest { case_number: case }).await;
+            show_case(out, &client, r)
+        }
+        Command::List {
+            status,
+            overdue,
+            due_by,
+            limit,
+            client,
+        } => {
+            let mut c = connect(&client.node).await?;
+            let cases = c
+                .list_cases(pb::ListCasesRequest {
+                    status: status.unwrap_or_default(),
+                    overdue_only: overdue,
+                    due_by: due_by.map(pb_date),
+                    limit,
+                })
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .cases;
+            if client.json {
+                let v: Vec<Value> = cases.iter().map(case_json).collect();
+                emit_json(out, &json!({ "cases": v }))
+            } else {
+                if cases.is_empty() {
+                    writeln!(out, "（无）")?;
+                }
+                for c in &cases {
+                    writeln!(
+                        out,
+                        "{}  {}  {}  期限{}{}  办理人{}",
+                        c.number,
+                        c.item_name,
+                        c.status_zh,
+                        from_pb_date(c.deadline.as_ref()),
+                        if c.overdue { "（已逾期）" } else { "" },
+                        c.custodian
+                    )?;
+                }
+                Ok(())
+            }
+        }
+        Command::Register { day, client } => {
+            let mut c = connect(&client.node).await?;
+            let r = c
+                .register(pb::RegisterRequest {
+                    day: day.map(pb_date),
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            if client.json {
+                let v: Vec<Value> = r
+                    .entries
+                    .iter()
+                    .zip(&r.case_numbers)
+                    .map(|(e, n)| {
+                        let mut v = event_json(e);
+                        v["case"] = json!(n);
+                        v
+                    })
+                    .collect();
+                emit_json(out, &json!({ "entries": v }))
+            } else {
+                for (e, n) in r.entries.iter().zip(&r.case_numbers) {
+                    writeln!(
+                        out,
+                        "{} {} [{}] {}（{}）",
+                        e.at, n, e.seq, e.text_zh, e.operator
+                    )?;
+                }
+                Ok(())
+            }
+        }
+        Command::Serve { .. } | Command::Walkthrough { .. } => Ok(()),
+    }
+}
+
+async fn calendar(command: CalendarCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command {
+        CalendarCommand::Add {
+            from,
+            working_days,
+            node,
+        } => {
+            let date = match node {
+                Some(addr) => {
+                    let mut c = connect(&addr).await?;
+                    let r = c
+                        .add_working_days(pb::AddWorkingDaysRequest {
+                            from: Some(pb_date(from)),
+                            working_days,
+                        })
+                        .await
+                        .map_err(refused)?
+                        .into_inner();
+                    from_pb_date(r.date.as_ref())
+                }
+                None => {
+                    let cal = Calendar::builtin();
+                    eprintln!(
+                        "note: no --node given; using the built-in calendar (version {}, years {}) (未指定节点，使用内置工作日历)",
+                        cal.version,
+                        cal.years
+                            .keys()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    cal.add_working_days(from, working_days)
+                        .map_err(|e| anyhow!(Reported(format!("{e}\n{}", e.reason_zh()))))?
+                        .to_string()
+                }
+            };
+            writeln!(out, "{date}")?;
+            Ok(())
+        }
+        CalendarCommand::Show { node, json } => {
+            let (version, years): (u32, Vec<(i32, u32, String)>) = match node {
+                Some(addr) => {
+                    let mut c = connect(&addr).await?;
+                    let r = c
+                        .get_calendar(pb::GetCalendarRequest {})
+                        .await
+                        .map_err(refused)?
+                        .into_inner();
+                    (
+                        r.version,
+                        r.years
+                            .into_iter()
+                            .map(|y| (y.year, y.working_days, y.source))
+                            .collect(),
+                    )
+                }
+                None => {
+                    let cal = Calendar::builtin();
+                    let years = cal
+                        .years
+                        .values()
+                        .map(|y| {
+                            (
+                                y.year,
+                                cal.working_days_in_year(y.year).unwrap_or(0),
+                                y.source.clone(),
+                            )
+                        })
+                        .collect();
+                    (cal.version, years)
+                }
+            };
+            if json {
+                let ys: Vec<Value> = years
+                    .iter()
+                    .map(|(y, n, s)| json!({"year": y, "working_days": n, "source": s}))
+                    .collect();
+                emit_json(out, &json!({"version": version, "years": ys}))
+            } else {
+                writeln!(out, "工作日历版本 {version}")?;
+                for (y, n, s) in years {
+                    writeln!(out, "  {y}年：{n}个工作日（{s}）")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn emit_json(out: &mut dyn Write, v: &Value) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn item_json(i: &pb::ItemSummary) -> Value {
+    json!({"code": i.code, "name": i.name, "version": i.version, "owner": i.owner, "limit_zh": i.limit_zh})
+}
+
+fn event_json(e: &pb::CaseEventView) -> Value {
+    json!({"seq": e.seq, "at": e.at, "author": e.author, "operator": e.operator, "kind": e.kind, "text_zh": e.text_zh})
+}
+
+/// A case view as JSON (what `--json` prints; personal data masked).
+pub fn case_json(c: &pb::CaseView) -> Value {
+    json!({
+        "number": c.number,
+        "item_code": c.item_code,
+        "item_name": c.item_name,
+        "item_version": c.item_version,
+        "status": c.status,
+        "status_zh": c.status_zh,
+        "custodian": c.custodian,
+        "received": c.received,
+        "deadline": from_pb_date(c.deadline.as_ref()),
+        "deadline_provisional": c.deadline_provisional,
+        "applicant": c.applicant_masked,
+        "accepted_at": c.accepted_at,
+        "overdue": c.overdue,
+        "returns": c.returns,
+        "events": c.events.iter().map(event_json).collect::<Vec<_>>(),
+    })
+}
+
+fn case_text(c: &pb::CaseView) -> String {
+    let mut s = format!(
+        "办件编号：{}\n事项：{}（{} 第{}版）\n申请人：{}\n状态：{}{}\n办理人：{}{}\n办结期限：{}{}\n",
+        c.number,
+        c.item_name,
+        c.item_code,
+        c.item_version,
+        c.applicant_masked,
+        c.status_zh,
+        if c.overdue { "（已逾期）" } else { "" },
+        c.custodian,
+        if c.received { "" } else { "（待签收）" },
+        from_pb_date(c.deadline.as_ref()),
+        if c.deadline_provisional {
+            "（暂定）"
+        } else {
+            ""
+        },
+    );
+    s.push_str("办理记录：\n");
+    for e in &c.events {
+        s.push_str(&format!(
+            "  [{}] {} {} {}（{}）\n",
+            e.seq, e.at, e.author, e.text_zh, e.operator
+        ));
+    }
+    s
+}
+
+fn show_case(
+    out: &mut dyn Write,
+    client: &Client,
+    r: Result<tonic::Response<pb::CaseReply>, tonic::Status>,
+) -> anyhow::Result<()> {
+    let case = r
+        .map_err(refused)?
+        .into_inner()
+        .case
+        .ok_or_else(|| anyhow!("the node sent an empty answer"))?;
+    if client.json {
+        emit_json(out, &json!({ "case": case_json(&case) }))
+    } else {
+        Ok(out.write_all(case_text(&case).as_bytes())?)
+    }
+}
+
+fn show_request(
+    out: &mut dyn Write,
+    client: &Client,
+    r: Result<tonic::Response<pb::RequestReply>, tonic::Status>,
+) -> anyhow::Result<()> {
+    let r = r.map_err(refused)?.into_inner();
+    if client.json {
+        emit_json(
+            out,
+            &json!({
+                "request_id": r.request_id,
+                "addressed_to": r.addressed_to,
+                "decided_here": r.decided_here,
+                "case": r.case.as_ref().map(case_json),
+            }),
+        )
+    } else if r.decided_here {
+        writeln!(
+            out,
+            "申请{}已由本机（办理人）受理并记入办件。",
+            r.request_id
+        )?;
+        Ok(())
+    } else {
+        writeln!(
+            out,
+            "申请{}已登记，将转交当前办理人{}（联通后送达）。",
+            r.request_id, r.addressed_to
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,162 @@
+//! The node's configuration file (TOML). Only the node id is required; everything else has a
+//! documented default fit for a small village box.
+//!
+//! ```toml
+//! # The node's identity: the 12-digit division code it was commissioned with.
+//! id = "430421105204"
+//! # Printed on slips and notices. Default: "<id> 便民服务中心".
+//! name = "河泉村便民服务中心"
+//! # Where the store lives, relative to this file. Default: "store".
+//! store = "store"
+//! # The clerk API; plaintext, so loopback only. Default: "127.0.0.1:7070".
+//! clerk_listen = "127.0.0.1:7070"
+//! # The parent hub (township), dialled by the sync driver of a later release. Optional.
+//! # parent = "https://127.0.0.1:7443"
+//! # Certificates for the links (later release). Optional.
+//! # cert = "node.crt"
+//! # key = "node.key"
+//! # ca = "ca.crt"
+//! # sled's page cache, in MiB. Default: 16.
+//! cache_mib = 16
+//! ```
+//!
+//! Invariants: an unknown key is an error (a typo never silently falls back to a default);
+//! a non-loopback clerk address is refused (the clerk API is plaintext).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use yimen_core::catalog::NodeId;
+use yimen_core::division::DivisionCode;
+
+/// Default clerk address.
+pub const CLERK_LISTEN_DEFAULT: &str = "127.0.0.1:7070";
+/// Default sled cache: enough for the open cases of a village, small for a cheap box.
+pub const CACHE_MIB_DEFAULT: u64 = 16;
+/// Largest cache accepted: beyond this a typo (GiB for MiB) would starve the box.
+pub const CACHE_MIB_MAX: u64 = 4096;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    id: String,
+    name: Option<String>,
+    store: Option<PathBuf>,
+    clerk_listen: Option<String>,
+    parent: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    cache_mib: Option<u64>,
+}
+
+/// A checked configuration.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub name: String,
+    pub store: PathBuf,
+    pub clerk_listen: SocketAddr,
+    pub parent: Option<String>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    pub cache_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {detail}")]
+    Invalid { path: String, detail: String },
+}
+
+impl NodeConfig {
+    /// Reads and checks a config file; relative paths are taken from the file's folder.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        NodeConfig::parse(&text, base).map_err(|detail| ConfigError::Invalid {
+            path: path.display().to_string(),
+            detail,
+        })
+    }
+
+    /// Parses config text; `base` resolves relative paths.
+    pub fn parse(text: &str, base: &Path) -> Result<NodeConfig, String> {
+        let raw: Raw = toml::from_str(text).map_err(|e| e.to_string())?;
+        let id = DivisionCode::parse(raw.id.trim()).map_err(|e| format!("id: {e}"))?;
+        let clerk_listen: SocketAddr = raw
+            .clerk_listen
+            .as_deref()
+            .unwrap_or(CLERK_LISTEN_DEFAULT)
+            .parse()
+            .map_err(|e| format!("clerk_listen: {e}"))?;
+        if !clerk_listen.ip().is_loopback() {
+            return Err(format!(
+                "clerk_listen: {clerk_listen} is not a loopback address; the clerk API is plaintext and listens on loopback only"
+            ));
+        }
+        let cache_mib = raw.cache_mib.unwrap_or(CACHE_MIB_DEFAULT);
+        if cache_mib == 0 || cache_mib > CACHE_MIB_MAX {
+            return Err(format!(
+                "cache_mib: {cache_mib} is outside 1..={CACHE_MIB_MAX}"
+            ));
+        }
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        Ok(NodeConfig {
+            id,
+            name: raw
+                .name
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| format!("{id} 便民服务中心")),
+            store: resolve(raw.store.unwrap_or_else(|| PathBuf::from("store"))),
+            clerk_listen,
+            parent: raw.parent,
+            cert: raw.cert.map(resolve),
+            key: raw.key.map(resolve),
+            ca: raw.ca.map(resolve),
+            cache_bytes: cache_mib * 1024 * 1024,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        let base = Path::new("/etc/yimen");
+        let ok = NodeConfig::parse("id = \"430421105204\"", base).unwrap();
+        assert_eq!(ok.store, PathBuf::from("/etc/yimen/store"));
+        assert_eq!(ok.clerk_listen.to_string(), CLERK_LISTEN_DEFAULT);
+        assert_eq!(ok.cache_bytes, 16 * 1024 * 1024);
+        let cases = [
+            ("", "missing field `id`"),
+            ("id = \"430421000204\"", "id:"),
+            (
+                "id = \"430421105204\"\nclerk_listen = \"0.0.0.0:7070\"",
+                "not a loopback",
+            ),
+            ("id = \"430421105204\"\ncache_mib = 0", "cache_mib"),
+            (
+                "id = \"430421105204\"\nstroe = \"x\"",
+                "unknown field `stroe`",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = NodeConfig::parse(text, base).unwrap_err();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+}

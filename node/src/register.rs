@@ -1,0 +1,521 @@
+//! The register (登记簿): the node's typed state over the narrow `Store`: the append-only
+//! event log (in wire form, byte for byte what peers receive), the current state of cases,
+//! catalog, calendar and topology, indexes by status, deadline and day, the per-date
+//! case-number counter, and the high-water mark.
+//!
+//! Invariants:
+//! * An event, its case state, its index entries and the counter move in one atomic batch.
+//! * The log is append-only: positions increase by one, events are never rewritten.
+//! * At open, the store must hold the event the high-water mark names, with the same digest;
+//!   otherwise the node stops (`BehindMark` / `Corrupt`) rather than serve a store that lost
+//!   acknowledged events.
+//! * Nothing here logs an applicant's ID number or name.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use prost::Message;
+use serde::{Serialize, de::DeserializeOwned};
+
+use yimen_core::calendar::Calendar;
+use yimen_core::case::{Case, CaseEvent, CaseStatus, Request};
+use yimen_core::catalog::{Catalog, NodeId};
+use yimen_core::numbering::{CaseCounter, CaseNumber};
+use yimen_core::topology::Topology;
+use yimen_proto::pb;
+
+use crate::store::{Batch, Epoch, Mark, Opened, Store, StoreError};
+
+/// Cases kept decoded in memory; the rest are read from the store. A village box holds a few
+/// thousand open cases at most; this bounds memory at a few MiB.
+pub const CASE_CACHE_MAX: usize = 2048;
+/// Schema version of the payloads this node writes.
+pub const PAYLOAD_SCHEMA_VERSION: u32 = 1;
+/// Most entries one listing returns.
+pub const LIST_MAX: usize = 1000;
+
+mod key {
+    pub const NODE: &[u8] = b"m/node";
+    pub const EPOCH: &[u8] = b"m/epoch";
+    pub const COUNTER: &[u8] = b"m/counter";
+    pub const CALENDAR: &[u8] = b"m/calendar";
+    pub const TOPOLOGY: &[u8] = b"m/topology";
+    pub const CATALOG: &[u8] = b"m/catalog";
+    pub const REQUEST_SEQ: &[u8] = b"m/request_seq";
+    pub const EVENT: &[u8] = b"e/";
+    pub const CASE: &[u8] = b"c/";
+    pub const CASE_EVENT: &[u8] = b"ce/";
+    pub const BY_STATUS: &[u8] = b"is/";
+    pub const BY_DUE: &[u8] = b"id/";
+    pub const BY_DAY: &[u8] = b"iday/";
+    pub const REQUEST: &[u8] = b"rq/";
+
+    pub fn join(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    pub fn day(d: chrono::NaiveDate) -> Vec<u8> {
+        d.format("%Y%m%d").to_string().into_bytes()
+    }
+}
+
+/// Errors of the register: the store's, or content that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("register {what} does not decode: {detail}")]
+    Decode { what: String, detail: String },
+    #[error("this store belongs to node {stored}, but the node is configured as {configured}")]
+    WrongNode { stored: String, configured: String },
+}
+
+impl RegisterError {
+    pub fn reason_zh(&self) -> String {
+        match self {
+            RegisterError::Store(e) => e.reason_zh(),
+            RegisterError::Decode { .. } => {
+                "本机数据无法读取，节点已停止；请联系乡镇管理员从上级节点恢复".to_owned()
+            }
+            RegisterError::WrongNode { .. } => {
+                "数据目录属于另一个节点，请检查配置文件中的节点编号和数据目录".to_owned()
+            }
+        }
+    }
+}
+
+/// What a new store starts with.
+pub struct Bootstrap {
+    pub calendar: Calendar,
+    pub topology: Topology,
+    pub catalog: Catalog,
+}
+
+/// One entry of the register of a day.
+#[derive(Clone, Debug)]
+pub struct DayEntry {
+    pub position: u64,
+    pub event: CaseEvent,
+}
+
+pub struct Register<S: Store> {
+    store: S,
+    pub node: NodeId,
+    pub epoch: Epoch,
+    next_position: u64,
+    last_mark: Mark,
+    synced_mark: Mark,
+    pub counter: CaseCounter,
+    pub calendar: Calendar,
+    pub topology: Topology,
+    pub catalog: Catalog,
+    request_seq: u64,
+    cases: HashMap<CaseNumber, Case>,
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // postcard serialises our plain data types without failing (no maps with non-string
+    // keys issues, no unsized streams); an error here would be a programming error, so it is
+    // surfaced as an empty value that fails to decode loudly on read rather than a panic.
+    postcard::to_allocvec(v).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, RegisterError> {
+    postcard::from_bytes(bytes).map_err(|e| RegisterError::Decode {
+        what: what.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+fn status_byte(s: CaseStatus) -> u8 {
+    s as u8
+}
+
+impl<S: Store> Register<S> {
+    /// Opens the register over an opened store: a new store is initialised from `bootstrap`;
+    /// an existing one must belong to `node` and hold the event its high-water mark names.
+    pub fn open(
+        store: S,
+        opened: Opened,
+        node: NodeId,
+        bootstrap: Bootstrap,
+    ) -> Result<Register<S>, RegisterError> {
+        let stored_node = store.get(key::NODE)?;
+        let mut reg = Register {
+            store,
+            node,
+            epoch: opened.epoch,
+            next_position: 1,
+            last_mark: Mark::default(),
+            synced_mark: Mark::default(),
+            counter: CaseCounter::default(),
+            calendar: bootstrap.calendar,
+            topology: bootstrap.topology,
+            catalog: bootstrap.catalog,
+            request_seq: 0,
+            cases: HashMap::new(),
+        };
+        match stored_node {
+            None => {
+                let mut b = Batch::default();
+                b.put(key::NODE, node.to_string().into_bytes());
+                b.put(key::EPOCH, opened.epoch.0.to_be_bytes().to_vec());
+                b.put(key::COUNTER, encode(&reg.counter));
+                b.put(key::CALENDAR, encode(&reg.calendar));
+                b.put(key::TOPOLOGY, encode(&reg.topology));
+                b.put(key::CATALOG, encode(&reg.catalog));
+                reg.store.apply(&b)?;
+                reg.store.sync(Mark::default())?;
+            }
+            Some(bytes) => {
+                let stored = String::from_utf8_lossy(&bytes).into_owned();
+                if stored != node.to_string() {
+                    return Err(RegisterError::WrongNode {
+                        stored,
+                        configured: node.to_string(),
+                    });
+                }
+                reg.counter = decode("counter", &reg.require(key::COUNTER)?)?;
+                reg.calendar = decode("calendar", &reg.require(key::CALENDAR)?)?;
+                reg.topology = decode("topology", &reg.require(key::TOPOLOGY)?)?;
+                reg.catalog = decode("catalog", &reg.require(key::CATALOG)?)?;
+                if let Some(b) = reg.store.get(key::REQUEST_SEQ)? {
+                    reg.request_seq = decode("request counter", &b)?;
+                }
+                if let Some((k, v)) = reg.store.last(key::EVENT)? {
+                    let position = position_of(&k)?;
+                    reg.next_position = position + 1;
+                    reg.last_mark = Mark {
+                        position,
+                        digest: *blake3::hash(&v).as_bytes(),
+                    };
+                }
+                reg.check_mark(opened.mark)?;
+                reg.synced_mark = reg.last_mark;
+            }
+        }
+        Ok(reg)
+    }
+
+    fn require(&self, k: &[u8]) -> Result<Vec<u8>, RegisterError> {
+        self.store.get(k)?.ok_or_else(|| RegisterError::Decode {
+            what: String::from_utf8_lossy(k).into_owned(),
+            detail: "missing".to_owned(),
+        })
+    }
+
+    /// The store must hold the acknowledged event the mark names, unchanged.
+    fn check_mark(&self, mark: Option<Mark>) -> Result<(), RegisterError> {
+        let Some(mark) = mark else {
+            if self.last_mark.position > 0 {
+                return Err(StoreError::Corrupt {
+                    path: self.label(),
+                    detail: "the store holds events but its high-water mark is missing".to_owned(),
+                }
+                .into());
+            }
+            return Ok(());
+        };
+        if mark.position == 0 {
+            return Ok(());
+        }
+        if self.last_mark.position < mark.position {
+            return Err(StoreError::BehindMark {
+                path: self.label(),
+                mark_position: mark.position,
+                store_position: self.last_mark.position,
+            }
+            .into());
+        }
+        let at =
+            self.store
+                .get(&event_key(mark.position))?
+                .ok_or_else(|| StoreError::BehindMark {
+                    path: self.label(),
+                    mark_position: mark.position,
+                    store_position: self.last_mark.position,
+                })?;
+        if *blake3::hash(&at).as_bytes() != mark.digest {
+            return Err(StoreError::Corrupt {
+                path: self.label(),
+                detail: format!(
+                    "the event at the high-water mark (position {}) differs from the one acknowledged",
+                    mark.position
+                ),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn label(&self) -> String {
+        format!("node {}", self.node)
+    }
+
+    /// Position of the last event appended (0 when none).
+    pub fn last_position(&self) -> u64 {
+        self.next_position - 1
+    }
+
+    /// Whether events were applied since the last sync.
+    pub fn dirty(&self) -> bool {
+        self.last_mark != self.synced_mark
+    }
+
+    /// Makes everything applied durable (group commit: one call covers a burst).
+    pub fn sync(&mut self) -> Result<(), RegisterError> {
+        self.store.sync(self.last_mark)?;
+        self.synced_mark = self.last_mark;
+        Ok(())
+    }
+
+    /// A case, from the cache or the store.
+    pub fn case(&mut self, number: &CaseNumber) -> Result<Option<Case>, RegisterError> {
+        if let Some(c) = self.cases.get(number) {
+            return Ok(Some(c.clone()));
+        }
+        let Some(bytes) = self
+            .store
+            .get(&key::join(&[key::CASE, number.to_string().as_bytes()]))?
+        else {
+            return Ok(None);
+        };
+        let case: Case = decode("case", &bytes)?;
+        self.cache(case.clone());
+        Ok(Some(case))
+    }
+
+    fn cache(&mut self, case: Case) {
+        if self.cases.len() >= CASE_CACHE_MAX {
+            // Cheap bound: drop everything; hot cases come back on their next read.
+            self.cases.clear();
+        }
+        self.cases.insert(case.number, case);
+    }
+
+    /// Appends a case event with the case's new state, its indexes and (for an acceptance)
+    /// the advanced counter, in one atomic batch. Not durable until `sync`.
+    pub fn append_case_event(
+        &mut self,
+        event: &CaseEvent,
+        before: Option<&Case>,
+        after: &Case,
+    ) -> Result<u64, RegisterError> {
+        let mut b = Batch::default();
+        let payload: pb::CaseEventPayload = event.into();
+        let position = self.next_position;
+        let origin_seq = position;
+        let wire = pb::Event {
+            envelope: Some(pb::EventEnvelope {
+                id: Some(pb::EventId {
+                    origin: self.node.to_string(),
+                    epoch: self.epoch.0,
+                    seq: origin_seq,
+                }),
+                case_id: event.case.to_string(),
+                case_seq: event.seq,
+                r#type: pb::EventType::CaseEvent as i32,
+                schema_version: PAYLOAD_SCHEMA_VERSION,
+                audience: Some(pb::Audience {
+                    subtree: String::new(),
+                    members: after.audience.iter().map(ToString::to_string).collect(),
+                }),
+                signature: None,
+                materials: Vec::new(),
+                author: event.operator.clone(),
+            }),
+            payload: payload.encode_to_vec(),
+        }
+        .encode_to_vec();
+        let digest = *blake3::hash(&wire).as_bytes();
+        let number = event.case.to_string();
+        b.put(event_key(position), wire);
+        b.put(
+            key::join(&[key::CASE_EVENT, number.as_bytes(), &event.seq.to_be_bytes()]),
+            position.to_be_bytes().to_vec(),
+        );
+        b.put(key::join(&[key::CASE, number.as_bytes()]), encode(after));
+        if let Some(before) = before {
+            b.delete(status_key(before));
+            b.delete(due_key(before));
+        }
+        b.put(status_key(after), Vec::new());
+        if !after.status.is_terminal() {
+            b.put(due_key(after), Vec::new());
+        }
+        b.put(
+            key::join(&[
+                key::BY_DAY,
+                &key::day(event.at.date()),
+                &position.to_be_bytes(),
+            ]),
+            number.into_bytes(),
+        );
+        if before.is_none() {
+            b.put(key::COUNTER, encode(&self.counter));
+        }
+        self.store.apply(&b)?;
+        self.next_position += 1;
+        self.last_mark = Mark { position, digest };
+        self.cache(after.clone());
+        Ok(position)
+    }
+
+    /// Stores a request raised here (to be relayed to the custodian by the sync driver).
+    pub fn store_request(&mut self, request: &Request) -> Result<(), RegisterError> {
+        let mut b = Batch::default();
+        b.put(
+            key::join(&[
+                key::REQUEST,
+                request.id.origin.to_string().as_bytes(),
+                &request.id.seq.to_be_bytes(),
+            ]),
+            encode(request),
+        );
+        b.put(key::REQUEST_SEQ, encode(&self.request_seq));
+        self.store.apply(&b)?;
+        Ok(())
+    }
+
+    /// The next request id of this node.
+    pub fn next_request_seq(&mut self) -> u64 {
+        self.request_seq += 1;
+        self.request_seq
+    }
+
+    /// Persists the calendar (after a revision).
+    pub fn put_calendar(&mut self, calendar: Calendar) -> Result<(), RegisterError> {
+        let mut b = Batch::default();
+        b.put(key::CALENDAR, encode(&calendar));
+        self.store.apply(&b)?;
+        self.calendar = calendar;
+        Ok(())
+    }
+
+    /// Cases with this status, in case-number order.
+    pub fn cases_by_status(&mut self, status: CaseStatus) -> Result<Vec<Case>, RegisterError> {
+        let prefix = key::join(&[key::BY_STATUS, &[status_byte(status)]]);
+        let keys = self.store.scan(&prefix, None, LIST_MAX)?;
+        self.cases_for(keys.into_iter().map(|(k, _)| k[prefix.len()..].to_vec()))
+    }
+
+    /// Open cases due on or before `day`, earliest first.
+    pub fn cases_due_by(&mut self, day: NaiveDate) -> Result<Vec<Case>, RegisterError> {
+        let limit = key::day(day);
+        let keys = self.store.scan(key::BY_DUE, None, LIST_MAX)?;
+        let numbers: Vec<Vec<u8>> = keys
+            .into_iter()
+            .map(|(k, _)| k[key::BY_DUE.len()..].to_vec())
+            .take_while(|rest| rest.len() > 8 && rest[..8] <= limit[..])
+            .map(|rest| rest[8..].to_vec())
+            .collect();
+        self.cases_for(numbers.into_iter())
+    }
+
+    /// Every case held, in case-number order (bounded by `LIST_MAX`).
+    pub fn all_cases(&mut self) -> Result<Vec<Case>, RegisterError> {
+        let entries = self.store.scan(key::CASE, None, LIST_MAX)?;
+        entries
+            .into_iter()
+            .map(|(_, v)| decode::<Case>("case", &v))
+            .collect()
+    }
+
+    fn cases_for(
+        &mut self,
+        numbers: impl Iterator<Item = Vec<u8>>,
+    ) -> Result<Vec<Case>, RegisterError> {
+        let mut out = Vec::new();
+        for n in numbers {
+            let s = String::from_utf8_lossy(&n).into_owned();
+            let number = CaseNumber::parse(&s).map_err(|e| RegisterError::Decode {
+                what: "case index".to_owned(),
+                detail: e.to_string(),
+            })?;
+            if let Some(c) = self.case(&number)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The register of a day: every case event written on it, in log order.
+    pub fn day(&mut self, day: NaiveDate) -> Result<Vec<DayEntry>, RegisterError> {
+        let prefix = key::join(&[key::BY_DAY, &key::day(day)]);
+        let mut out = Vec::new();
+        for (k, _) in self.store.scan(&prefix, None, LIST_MAX)? {
+            let position = u64::from_be_bytes(k[prefix.len()..].try_into().map_err(|_| {
+                RegisterError::Decode {
+                    what: "day index".to_owned(),
+                    detail: "bad position".to_owned(),
+                }
+            })?);
+            if let Some(event) = self.event(position)? {
+                out.push(DayEntry { position, event });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The case event at a log position, decoded from its wire form.
+    pub fn event(&self, position: u64) -> Result<Option<CaseEvent>, RegisterError> {
+        let Some(bytes) = self.store.get(&event_key(position))? else {
+            return Ok(None);
+        };
+        let wire = pb::Event::decode(bytes.as_slice()).map_err(|e| RegisterError::Decode {
+            what: format!("event {position}"),
+            detail: e.to_string(),
+        })?;
+        let payload = pb::CaseEventPayload::decode(wire.payload.as_slice()).map_err(|e| {
+            RegisterError::Decode {
+                what: format!("event {position} payload"),
+                detail: e.to_string(),
+            }
+        })?;
+        CaseEvent::try_from(payload)
+            .map(Some)
+            .map_err(|e| RegisterError::Decode {
+                what: format!("event {position} payload"),
+                detail: e.to_string(),
+            })
+    }
+
+    /// The raw wire bytes of the event at a position (what peers receive).
+    pub fn raw_event(&self, position: u64) -> Result<Option<Vec<u8>>, RegisterError> {
+        Ok(self.store.get(&event_key(position))?)
+    }
+
+    pub fn size_on_disk(&self) -> Result<u64, RegisterError> {
+        Ok(self.store.size_on_disk()?)
+    }
+}
+
+fn event_key(position: u64) -> Vec<u8> {
+    key::join(&[key::EVENT, &position.to_be_bytes()])
+}
+
+fn position_of(k: &[u8]) -> Result<u64, RegisterError> {
+    k.get(key::EVENT.len()..)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| RegisterError::Decode {
+            what: "event key".to_owned(),
+            detail: "not 8 bytes".to_owned(),
+        })
+}
+
+fn status_key(c: &Case) -> Vec<u8> {
+    key::join(&[
+        key::BY_STATUS,
+        &[status_byte(c.status)],
+        c.number.to_string().as_bytes(),
+    ])
+}
+
+fn due_key(c: &Case) -> Vec<u8> {
+    key::join(&[
+        key::BY_DUE,
+        &key::day(c.deadline.due),
+        c.number.to_string().as_bytes(),
+    ])
+}
