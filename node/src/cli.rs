@@ -307,6 +307,10 @@ fn serve(config: &std::path::Path) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.clerk_listen))?;
         let addr = listener.local_addr()?;
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
+        // The store opens (with every integrity check) before the node says it is ready.
+        let opened = crate::server::open(&config, clock.clone())
+            .map_err(|e| anyhow!(Reported(format!("{e}\n{}", e.reason_zh()))))?;
         // The one line scripts and tests wait for.
         println!("yimen-node {} serving the clerk API on {addr}", config.id);
         let shutdown = async {
@@ -317,7 +321,7 @@ fn serve(config: &std::path::Path) -> anyhow::Result<()> {
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
             }
         };
-        crate::server::run(config, listener, Arc::new(SystemClock), shutdown)
+        crate::server::serve(&config, opened, listener, clock, shutdown)
             .await
             .map_err(|e| anyhow!(Reported(format!("{e}\n{}", e.reason_zh()))))
     })

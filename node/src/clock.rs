@@ -45,6 +45,11 @@ impl ManualClock {
         ManualClock::new(local.and_utc() - chrono::Duration::hours(8))
     }
 
+    /// The instant this clock reads now.
+    pub fn now_utc(&self) -> DateTime<Utc> {
+        Clock::now(self)
+    }
+
     pub fn set(&self, at: DateTime<Utc>) {
         // A poisoned lock only means another thread panicked mid-set; the value is a plain
         // instant and still usable.

@@ -119,7 +119,19 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
-    let (handle, thread) = open(&config, clock.clone())?;
+    let opened = open(&config, clock.clone())?;
+    serve(&config, opened, listener, clock, shutdown).await
+}
+
+/// Serves the clerk API of an opened node on `listener` until `shutdown`, then lets the node
+/// thread make its last group durable and end.
+pub async fn serve(
+    config: &NodeConfig,
+    (handle, thread): (NodeHandle, std::thread::JoinHandle<()>),
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), StartError> {
     let service = ClerkService::new(handle, config.name.clone(), clock);
     let addr = listener.local_addr().ok();
     tracing::info!(node = %config.id, clerk = ?addr, "serving the clerk API");
@@ -130,8 +142,7 @@ pub async fn run(
             shutdown,
         )
         .await;
-    // The service (and its node handle) is dropped with the server: the node thread makes
-    // its last group durable and ends.
+    // The service (and its node handle) is dropped with the server: the node thread ends.
     let joined = tokio::task::spawn_blocking(move || thread.join()).await;
     if !matches!(joined, Ok(Ok(()))) {
         tracing::error!("the node thread ended abnormally");
