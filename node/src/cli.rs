@@ -54,6 +54,18 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Make this node's key and certificate signing request on this box (the key never
+    /// leaves it); have the county sign the request with `yimen-hub pki sign`.
+    Init {
+        /// The node's id: the 12-digit division code it is commissioned with.
+        #[arg(long)]
+        id: String,
+        /// Where the key and request are written.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long = "trust-domain", default_value = crate::pki::DEFAULT_TRUST_DOMAIN)]
+        trust_domain: String,
+    },
     /// Run both sample guides through the core alone on a fixed date and print every event
     /// and state (单节点演示).
     Walkthrough {
@@ -288,6 +300,22 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { config } => serve(&config),
+        Command::Init {
+            id,
+            dir,
+            trust_domain,
+        } => {
+            let (peer, files) = crate::pki::init_identity(&dir, &trust_domain, Some(&id), None)
+                .map_err(|e| anyhow!(Reported(e)))?;
+            writeln!(out, "identity: {peer}")?;
+            writeln!(out, "key (stays on this box): {}", files.key.display())?;
+            writeln!(
+                out,
+                "signing request (send to the county): {}",
+                files.csr.display()
+            )?;
+            Ok(())
+        }
         other => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -672,7 +700,7 @@ async fn client_command(command: Command, out: &mut dyn Write) -> anyhow::Result
                 Ok(())
             }
         }
-        Command::Serve { .. } | Command::Walkthrough { .. } => Ok(()),
+        Command::Serve { .. } | Command::Walkthrough { .. } | Command::Init { .. } => Ok(()),
     }
 }
 

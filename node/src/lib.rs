@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod node;
+pub mod pki;
 pub mod print;
 pub mod register;
 pub mod server;

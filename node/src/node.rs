@@ -423,13 +423,7 @@ impl<S: Store> Node<S> {
     }
 
     fn actor(&self, operator: String, now: chrono::NaiveDateTime) -> Result<Actor<'_>, ClerkError> {
-        let operator = operator.trim().to_owned();
-        if operator.is_empty() {
-            return Err(ClerkError::Invalid {
-                field: "经办人",
-                reason: "请填写经办人姓名（首问责任制）".to_owned(),
-            });
-        }
+        let operator = checked_operator(operator)?;
         Ok(Actor {
             custodian: self.me(),
             operator,
@@ -468,6 +462,7 @@ impl<S: Store> Node<S> {
         materials: Vec<String>,
         helper: Option<(String, String)>,
     ) -> Reply {
+        let operator = checked_operator(operator)?;
         let item = self.item(item_code)?;
         let applicant = parse_applicant(input)?;
         let helper = parse_helper(helper)?;
@@ -525,7 +520,7 @@ impl<S: Store> Node<S> {
         let operator_checked = self.actor(operator.clone(), now)?.operator;
         let id = RequestId {
             origin: self.register.node,
-            seq: self.register.next_request_seq(),
+            seq: self.register.next_request_seq()?,
         };
         let request = Request {
             id: id.clone(),
@@ -599,6 +594,18 @@ impl<S: Store> Node<S> {
         }
         Ok(ClerkReply::Cases(cases))
     }
+}
+
+/// Every operation that writes names its operator (首问责任制).
+fn checked_operator(operator: String) -> Result<String, ClerkError> {
+    let operator = operator.trim().to_owned();
+    if operator.is_empty() {
+        return Err(ClerkError::Invalid {
+            field: "经办人",
+            reason: "请填写经办人姓名（首问责任制）".to_owned(),
+        });
+    }
+    Ok(operator)
 }
 
 fn parse_code(field: &'static str, s: &str) -> Result<DivisionCode, ClerkError> {

@@ -110,6 +110,9 @@ pub struct Register<S: Store> {
     pub topology: Topology,
     pub catalog: Catalog,
     request_seq: u64,
+    /// Something other than an event (a request, the calendar, a counter) was applied since
+    /// the last sync: the next reply must wait for a sync too.
+    unsynced_writes: bool,
     cases: HashMap<CaseNumber, Case>,
 }
 
@@ -153,6 +156,7 @@ impl<S: Store> Register<S> {
             topology: bootstrap.topology,
             catalog: bootstrap.catalog,
             request_seq: 0,
+            unsynced_writes: false,
             cases: HashMap::new(),
         };
         match stored_node {
@@ -259,13 +263,14 @@ impl<S: Store> Register<S> {
 
     /// Whether events were applied since the last sync.
     pub fn dirty(&self) -> bool {
-        self.last_mark != self.synced_mark
+        self.unsynced_writes || self.last_mark != self.synced_mark
     }
 
     /// Makes everything applied durable (group commit: one call covers a burst).
     pub fn sync(&mut self) -> Result<(), RegisterError> {
         self.store.sync(self.last_mark)?;
         self.synced_mark = self.last_mark;
+        self.unsynced_writes = false;
         Ok(())
     }
 
@@ -372,15 +377,21 @@ impl<S: Store> Register<S> {
             ]),
             encode(request),
         );
-        b.put(key::REQUEST_SEQ, encode(&self.request_seq));
         self.store.apply(&b)?;
+        self.unsynced_writes = true;
         Ok(())
     }
 
-    /// The next request id of this node.
-    pub fn next_request_seq(&mut self) -> u64 {
-        self.request_seq += 1;
-        self.request_seq
+    /// The next request id of this node, persisted at once (with the group's sync) so that
+    /// no id is issued twice, whatever becomes of the request.
+    pub fn next_request_seq(&mut self) -> Result<u64, RegisterError> {
+        let next = self.request_seq + 1;
+        let mut b = Batch::default();
+        b.put(key::REQUEST_SEQ, encode(&next));
+        self.store.apply(&b)?;
+        self.request_seq = next;
+        self.unsynced_writes = true;
+        Ok(next)
     }
 
     /// Persists the calendar (after a revision).
@@ -388,6 +399,7 @@ impl<S: Store> Register<S> {
         let mut b = Batch::default();
         b.put(key::CALENDAR, encode(&calendar));
         self.store.apply(&b)?;
+        self.unsynced_writes = true;
         self.calendar = calendar;
         Ok(())
     }
