@@ -12,6 +12,7 @@ pub mod deadline;
 pub mod division;
 pub mod holdback;
 pub mod intake;
+pub mod link;
 pub mod numbering;
 pub mod person;
 pub mod routing;
