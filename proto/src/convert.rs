@@ -27,6 +27,7 @@ use yimen_core::topology::{Topology, TopologyNode};
 use crate::pb;
 
 pub mod case;
+pub mod link;
 
 /// Length of a blake3 digest in a material reference.
 pub const BLAKE3_BYTES: usize = 32;
