@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{DeptKey, ItemVersion, NodeId, Step};
-use crate::division::{DivisionCode, Tier};
+use crate::division::{DivisionCode, DivisionError, Tier};
 use crate::topology::{Topology, TopologyError};
 
 /// The one `(node, department)` that may change a case (DESIGN.md "Custody").
@@ -20,6 +20,22 @@ pub struct Custodian {
     pub node: NodeId,
     /// The department acting at the node; `None` is the node's own desk.
     pub department: Option<DeptKey>,
+}
+
+impl std::str::FromStr for Custodian {
+    type Err = DivisionError;
+
+    /// `NODE` or `NODE/DEPT`, as `Display` writes it.
+    fn from_str(s: &str) -> Result<Custodian, DivisionError> {
+        let (node, department) = match s.split_once('/') {
+            Some((node, dept)) => (node, Some(DeptKey(dept.trim().to_owned()))),
+            None => (s, None),
+        };
+        Ok(Custodian {
+            node: DivisionCode::parse(node.trim())?,
+            department: department.filter(|d| !d.0.is_empty()),
+        })
+    }
 }
 
 impl fmt::Display for Custodian {
@@ -201,16 +217,7 @@ mod tests {
     }
 
     fn custodian(s: &str) -> Custodian {
-        match s.split_once('/') {
-            Some((node, dept)) => Custodian {
-                node: code(node),
-                department: Some(DeptKey(dept.to_owned())),
-            },
-            None => Custodian {
-                node: code(s),
-                department: None,
-            },
-        }
+        s.parse().unwrap()
     }
 
     /// 河泉村 in 演陂镇, where the case is accepted.

@@ -49,16 +49,7 @@ fn code(s: &str) -> DivisionCode {
 
 /// "node" or "node/dept".
 fn cust(s: &str) -> Custodian {
-    match s.split_once('/') {
-        Some((node, dept)) => Custodian {
-            node: code(node),
-            department: Some(DeptKey(dept.to_owned())),
-        },
-        None => Custodian {
-            node: code(s),
-            department: None,
-        },
-    }
+    s.parse().unwrap()
 }
 
 fn day(s: &str) -> NaiveDate {

@@ -20,7 +20,7 @@ use yimen_core::case::{
     Case, CaseError, CaseEvent, CaseEventBody, CaseStatus, Correction, Request, RequestId,
     RequestKind, Rules,
 };
-use yimen_core::catalog::{CaseType, DeptKey, ItemVersion, MaterialCode, StepAction};
+use yimen_core::catalog::{CaseType, ItemVersion, MaterialCode, StepAction};
 use yimen_core::command::{self, Actor, Application, Command};
 use yimen_core::deadline::Deadline;
 use yimen_core::division::{DivisionCode, Tier};
@@ -55,16 +55,7 @@ fn code(s: &str) -> DivisionCode {
 }
 
 fn cust(s: &str) -> Custodian {
-    match s.split_once('/') {
-        Some((node, dept)) => Custodian {
-            node: code(node),
-            department: Some(DeptKey(dept.to_owned())),
-        },
-        None => Custodian {
-            node: code(s),
-            department: None,
-        },
-    }
+    s.parse().unwrap()
 }
 
 fn day(s: &str) -> NaiveDate {
