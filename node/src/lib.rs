@@ -13,3 +13,4 @@ pub mod print;
 pub mod register;
 pub mod server;
 pub mod store;
+pub mod tls;
