@@ -46,6 +46,8 @@ const WORKLOAD_INTAKES: usize = 5_000;
 const WORKLOAD_READS: usize = 2_000;
 /// Listings over all statuses on the real process.
 const WORKLOAD_LISTS: usize = 20;
+/// Sequential calls timed on one client.
+const LATENCY_CALLS: u32 = 100;
 const PROGRESS_EVERY: usize = 10_000;
 const START_LIMIT: Duration = Duration::from_secs(60);
 
@@ -359,6 +361,30 @@ async fn run(cases: usize) {
             .cases
             .len();
     }
+    // One client, calls one after another: the round trip a clerk's terminal sees.
+    let started = Instant::now();
+    for _ in 0..LATENCY_CALLS {
+        client
+            .get_calendar(pb::GetCalendarRequest {})
+            .await
+            .unwrap();
+    }
+    let calendar_latency = started.elapsed() / LATENCY_CALLS;
+    let started = Instant::now();
+    for number in numbers.iter().take(LATENCY_CALLS as usize) {
+        client
+            .get_case(pb::GetCaseRequest {
+                case_number: number.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    let case_latency = started.elapsed() / LATENCY_CALLS.min(numbers.len() as u32);
+    let started = Instant::now();
+    for _ in 0..LATENCY_CALLS {
+        client.apply(application("王小明")).await.unwrap();
+    }
+    let apply_latency = started.elapsed() / LATENCY_CALLS;
     drop(client);
     let (hwm_bytes, rss_bytes) = served.memory();
     let first_answer = served.first_answer;
@@ -430,4 +456,17 @@ async fn run(cases: usize) {
         "",
         ""
     );
+    for (call, latency) in [
+        ("GetCalendar", calendar_latency),
+        ("GetCase", case_latency),
+        ("Apply", apply_latency),
+    ] {
+        println!(
+            "{:<46} {:>11.1} ms {:>10} {:>4}",
+            format!("one client, sequential {call} round trip"),
+            latency.as_secs_f64() * 1000.0,
+            "",
+            ""
+        );
+    }
 }

@@ -26,9 +26,10 @@ use yimen_proto::pb;
 
 use crate::store::{Batch, Epoch, Mark, Opened, Store, StoreError};
 
-/// Cases kept decoded in memory; the rest are read from the store. A village box holds a few
-/// thousand open cases at most; this bounds memory at a few MiB.
-pub const CASE_CACHE_MAX: usize = 2048;
+/// Cases kept decoded in memory; the rest are read from the store (sled's own cache keeps the
+/// hot pages). A day's work at a village counter is tens of cases; this bounds memory at
+/// about 2 MiB.
+pub const CASE_CACHE_MAX: usize = 512;
 /// Schema version of the payloads this node writes.
 pub const PAYLOAD_SCHEMA_VERSION: u32 = 1;
 /// Most entries one listing returns.

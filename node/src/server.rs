@@ -138,7 +138,8 @@ pub async fn serve(
     let served = tonic::transport::Server::builder()
         .add_service(ClerkServer::new(service))
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            // Without TCP_NODELAY a reply's trailer waits on Nagle and delayed ACKs (~40 ms).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await;

@@ -2,9 +2,9 @@
 //! `yimen-node serve` process (ready line, first answered call, SIGKILL or SIGTERM), a clerk
 //! client, and a complete application that is accepted at once.
 //!
-//! The node prints its ready line once it listens, before it opens its store; so "started"
-//! here means the ready line appeared *and* a first call was answered. A node that exits
-//! instead (say, on a corrupt store) is reported as an [`Exit`] with its stderr.
+//! "Started" here means the ready line appeared *and* a first call was answered (whatever
+//! the order of listening, opening the store and printing). A node that exits instead (say,
+//! on a corrupt store) is reported as an [`Exit`] with its stderr.
 
 #![allow(dead_code, reason = "each test binary uses a part of these helpers")]
 #![allow(
