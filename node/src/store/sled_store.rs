@@ -616,7 +616,31 @@ fn open_sled(dir: &Path, options: &SledOptions) -> Result<sled::Db, StoreError> 
         .mode(sled::Mode::LowSpace)
         // Every fsync is ours, made in `sync`.
         .flush_every_ms(None);
-    // sled 0.34 panics on some corrupt files instead of returning an error.
+    // A handle of this process that was just dropped releases sled's file lock only when
+    // sled's background threads let go of it: retry a locked open for a bounded while.
+    let mut attempts = 0;
+    loop {
+        // sled 0.34 panics on some corrupt files instead of returning an error.
+        let result = open_sled_once(dir, &config);
+        match result {
+            Err(StoreError::Io { ref source, .. })
+                if source.to_string().contains("could not acquire lock")
+                    && attempts < LOCKED_OPEN_RETRIES =>
+            {
+                attempts += 1;
+                std::thread::sleep(LOCKED_OPEN_PAUSE);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Retries of an open refused because the store's lock is still held (see `open_sled`):
+/// with `LOCKED_OPEN_PAUSE`, about 5 s, far more than a dropped handle takes to let go.
+const LOCKED_OPEN_RETRIES: u32 = 100;
+const LOCKED_OPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn open_sled_once(dir: &Path, config: &sled::Config) -> Result<sled::Db, StoreError> {
     match panic::catch_unwind(AssertUnwindSafe(|| config.open())) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(sled_err(dir, e)),
