@@ -100,7 +100,7 @@ async fn feed(addr: &str, count: usize, done: &Arc<AtomicUsize>, total: usize) -
                 };
                 numbers.push(slip.case.unwrap().number);
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if n % PROGRESS_EVERY == 0 {
+                if n.is_multiple_of(PROGRESS_EVERY) {
                     eprintln!("  {n} / {total} cases");
                 }
             }

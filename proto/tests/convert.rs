@@ -602,6 +602,27 @@ fn envelope_checks() {
         ..envelope()
     };
     check_envelope(&catalog).unwrap();
+    // A request names its case outside the case sequence: case_seq 0, and only 0.
+    let request = pb::EventEnvelope {
+        case_seq: 0,
+        r#type: pb::EventType::Request as i32,
+        ..envelope()
+    };
+    check_envelope(&request).unwrap();
+    let sequenced_request = pb::EventEnvelope {
+        case_seq: 3,
+        ..request.clone()
+    };
+    let e = check_envelope(&sequenced_request).unwrap_err();
+    assert_eq!(e.field(), "case_seq");
+    let caseless_request = pb::EventEnvelope {
+        case_id: String::new(),
+        ..request
+    };
+    assert_eq!(
+        check_envelope(&caseless_request).unwrap_err().field(),
+        "case_id"
+    );
 
     type Mutation = fn(&mut pb::EventEnvelope);
     let table: &[(&str, Mutation, &str, &str)] = &[
@@ -690,11 +711,10 @@ proptest! {
         if let Ok(w) = decode_payload::<pb::TopologyRevision>(&bytes, "topology revision") {
             let _ = Topology::try_from(w);
         }
-        if let Ok(w) = decode_payload::<pb::Event>(&bytes, "event") {
-            if let Some(envelope) = &w.envelope {
+        if let Ok(w) = decode_payload::<pb::Event>(&bytes, "event")
+            && let Some(envelope) = &w.envelope {
                 let _ = check_envelope(envelope);
             }
-        }
     }
 
     /// Bytes that start as a valid catalog revision and are then corrupted.

@@ -367,12 +367,11 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        if let Ok(w) = pb::LinkFrame::decode(bytes.as_slice()) {
-            if let Ok(frame) = Frame::try_from(w) {
+        if let Ok(w) = pb::LinkFrame::decode(bytes.as_slice())
+            && let Ok(frame) = Frame::try_from(w) {
                 // Whatever converts is a frame that survives the wire unchanged.
                 prop_assert_eq!(Frame::try_from(pb::LinkFrame::from(&frame)).unwrap(), frame);
             }
-        }
     }
 
     #[test]
@@ -387,10 +386,9 @@ proptest! {
                 bytes[i] = value;
             }
         }
-        if let Ok(w) = pb::LinkFrame::decode(bytes.as_slice()) {
-            if let Ok(frame) = Frame::try_from(w) {
+        if let Ok(w) = pb::LinkFrame::decode(bytes.as_slice())
+            && let Ok(frame) = Frame::try_from(w) {
                 prop_assert_eq!(Frame::try_from(pb::LinkFrame::from(&frame)).unwrap(), frame);
             }
-        }
     }
 }

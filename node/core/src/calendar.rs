@@ -394,10 +394,10 @@ impl Calendar {
             version: revision.version,
             years,
         };
-        if let Err(problems) = next.validate() {
-            if let Some(first) = problems.into_iter().next() {
-                return Err(first);
-            }
+        if let Err(problems) = next.validate()
+            && let Some(first) = problems.into_iter().next()
+        {
+            return Err(first);
         }
         Ok(next)
     }

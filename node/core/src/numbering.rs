@@ -479,8 +479,9 @@ mod tests {
             let mut raised_to: Option<CaseNumber> = None;
             for (i, (gap, count)) in steps.iter().enumerate() {
                 day = day + chrono::Days::new(u64::from(*gap));
-                if i == raise_at {
-                    if let Some((offset, seq)) = raise {
+                if i == raise_at
+                    && let Some((offset, seq)) = raise
+                {
                         let seen = CaseNumber {
                             node: node(HEQUAN),
                             date: start + chrono::Days::new(u64::from(offset)),
@@ -488,7 +489,6 @@ mod tests {
                         };
                         counter.raise_above(&seen);
                         raised_to = Some(seen);
-                    }
                 }
                 for _ in 0..*count {
                     match counter.next(node(HEQUAN), day) {

@@ -265,10 +265,10 @@ impl Topology {
             nodes: table,
         };
         // Valid by construction; checked anyway so a bug here cannot hand out a bad table.
-        if let Err(problems) = topology.validate() {
-            if let Some(first) = problems.into_iter().next() {
-                return Err(first);
-            }
+        if let Err(problems) = topology.validate()
+            && let Some(first) = problems.into_iter().next()
+        {
+            return Err(first);
         }
         Ok(topology)
     }

@@ -1666,11 +1666,11 @@ impl Sim {
         };
         for p in staged {
             let node = self.node(side);
-            if let Some(old) = node.store.cursor.filter(|c| c.epoch == p.cursor.epoch) {
-                if p.cursor.position <= old.position {
-                    let e = format!("{:?} cursor goes back from {old:?} to {:?}", side, p.cursor);
-                    return Err(self.fail(e));
-                }
+            if let Some(old) = node.store.cursor.filter(|c| c.epoch == p.cursor.epoch)
+                && p.cursor.position <= old.position
+            {
+                let e = format!("{:?} cursor goes back from {old:?} to {:?}", side, p.cursor);
+                return Err(self.fail(e));
             }
             node.store.cursor = Some(p.cursor);
             if sabotage == Sabotage::LoseEvents {
@@ -1707,10 +1707,10 @@ impl Sim {
             Side::Child => conn.child_rx.as_mut(),
             Side::Parent => conn.parent_rx.as_mut(),
         };
-        if let Some(rx) = rx {
-            if let Err(e) = rx.handle_persisted(position) {
-                return Err(self.fail(format!("{side:?} handle_persisted: {e}")));
-            }
+        if let Some(rx) = rx
+            && let Err(e) = rx.handle_persisted(position)
+        {
+            return Err(self.fail(format!("{side:?} handle_persisted: {e}")));
         }
         Ok(())
     }

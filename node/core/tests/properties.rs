@@ -369,7 +369,7 @@ impl Driver {
                 result: text("办结"),
             },
             _ => {
-                if param % 4 == 0 {
+                if param.is_multiple_of(4) {
                     Command::Refuse {
                         reason: text("不符合条件"),
                     }

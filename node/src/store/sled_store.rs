@@ -397,10 +397,10 @@ impl Store for SledStore {
             .unwrap_or_else(PoisonError::into_inner);
         self.check_broken()?;
         let result = self.apply_locked(batch);
-        if let Err(e) = &result {
-            if batch.ops.len() > 1 {
-                *self.broken.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
-            }
+        if let Err(e) = &result
+            && batch.ops.len() > 1
+        {
+            *self.broken.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
         }
         result
     }
@@ -821,7 +821,7 @@ impl HwmFile {
     /// Overwrites the older slot in place and fdatasyncs.
     fn write(&mut self, mark: Mark) -> Result<(), StoreError> {
         let generation = self.generation + 1;
-        let offset = if generation % 2 == 0 {
+        let offset = if generation.is_multiple_of(2) {
             0
         } else {
             HWM_SLOT_STRIDE
