@@ -136,13 +136,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             let (peer, files) =
                 pki::init_identity(&dir, &trust_domain, id.as_deref(), station.as_deref())
                     .map_err(fail)?;
-            writeln!(out, "identity: {peer}")?;
-            writeln!(out, "key (stays on this box): {}", files.key.display())?;
-            writeln!(
-                out,
-                "signing request (send to the county): {}",
-                files.csr.display()
-            )?;
+            out.write_all(pki::init_report(&peer, &files).as_bytes())?;
         }
     }
     Ok(())

@@ -307,13 +307,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         } => {
             let (peer, files) = crate::pki::init_identity(&dir, &trust_domain, Some(&id), None)
                 .map_err(|e| anyhow!(Reported(e)))?;
-            writeln!(out, "identity: {peer}")?;
-            writeln!(out, "key (stays on this box): {}", files.key.display())?;
-            writeln!(
-                out,
-                "signing request (send to the county): {}",
-                files.csr.display()
-            )?;
+            out.write_all(crate::pki::init_report(&peer, &files).as_bytes())?;
             Ok(())
         }
         other => {

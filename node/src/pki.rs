@@ -925,6 +925,15 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
     written
 }
 
+/// What `init` tells the operator: the identity, where the key stays, what to send.
+pub fn init_report(peer: &PeerId, files: &KeyFiles) -> String {
+    format!(
+        "identity: {peer}\nkey (stays on this box): {}\nsigning request (send to the county): {}\n",
+        files.key.display(),
+        files.csr.display()
+    )
+}
+
 /// Makes this box's key and signing request for `--id ID` (a node) or `--station
 /// COUNTY/DEPT` (a county department's desk); the command line of both binaries calls it.
 /// Returns the identity and the files written.
