@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub status: CaseStatus,
     pub status_zh: &'static str,
     pub custodian: String,
+    /// The custodian's name in the topology ("演陂镇便民服务中心" style), with its department.
+    pub custodian_name: String,
     pub received: bool,
     pub deadline: String,
     pub deadline_provisional: bool,
@@ -44,6 +46,7 @@ pub struct Entry {
     pub seq: u64,
     pub at: NaiveDateTime,
     pub author: String,
+    pub author_name: String,
     pub operator: String,
     pub kind: &'static str,
     pub text_zh: String,
@@ -151,16 +154,22 @@ struct World<'a> {
 /// A case being driven, with its story.
 struct Drive<'a> {
     rules: Rules<'a>,
+    topology: &'a Topology,
     case: Case,
     entries: Vec<Entry>,
 }
 
 impl<'a> Drive<'a> {
-    fn start(item: &'a ItemVersion, event: CaseEvent) -> Result<Drive<'a>, WalkthroughError> {
+    fn start(
+        item: &'a ItemVersion,
+        topology: &'a Topology,
+        event: CaseEvent,
+    ) -> Result<Drive<'a>, WalkthroughError> {
         let rules = Rules { item };
         let case = Case::open(event.clone(), &rules)?;
         let mut d = Drive {
             rules,
+            topology,
             case,
             entries: Vec::new(),
         };
@@ -194,6 +203,7 @@ impl<'a> Drive<'a> {
             seq: event.seq,
             at: event.at,
             author: event.author.to_string(),
+            author_name: name_of(self.topology, &event.author),
             operator: event.operator.clone(),
             kind: event.body.kind(),
             text_zh: event.body.describe_zh(),
@@ -201,6 +211,7 @@ impl<'a> Drive<'a> {
                 status: c.status,
                 status_zh: c.status.name_zh(),
                 custodian: c.custodian.to_string(),
+                custodian_name: name_of(self.topology, &c.custodian),
                 received: c.received,
                 deadline: c.deadline.due.to_string(),
                 deadline_provisional: c.deadline.provisional,
@@ -289,7 +300,7 @@ impl World<'_> {
             number,
             &self.actor(at(date, 9, 0)),
         )?;
-        let mut d = Drive::start(item, event)?;
+        let mut d = Drive::start(item, self.topology, event)?;
         let v = self.village();
         d.act(
             &v,
@@ -366,7 +377,7 @@ impl World<'_> {
             number,
             &self.actor(at(date, 15, 0)),
         )?;
-        let mut d = Drive::start(item, event)?;
+        let mut d = Drive::start(item, self.topology, event)?;
         let cal = self.calendar;
         let v = self.village();
         let clerk = "河泉村便民服务中心 王芳";
@@ -541,6 +552,19 @@ impl World<'_> {
     }
 }
 
+/// A custodian as people say it: the node's name from the topology, and the department.
+fn name_of(topology: &Topology, c: &Custodian) -> String {
+    let node = topology
+        .node(c.node)
+        .map_or_else(|| c.node.to_string(), |n| n.name.clone());
+    match &c.department {
+        Some(d) if d.0 == sample::DEPT_MEDICAL_INSURANCE => format!("{node}医保局"),
+        Some(d) if d.0 == sample::DEPT_CIVIL_AFFAIRS => format!("{node}民政局"),
+        Some(d) => format!("{node}/{d}"),
+        None => node,
+    }
+}
+
 fn person(name: &str) -> Result<PersonName, WalkthroughError> {
     PersonName::parse(name).ok_or_else(|| WalkthroughError::Sample(format!("bad name {name}")))
 }
@@ -569,14 +593,15 @@ pub fn render_zh(w: &Walkthrough) -> String {
         }
         for e in &s.entries {
             out.push_str(&format!(
-                "  [{:>2}] {} {:<16} {}\n       经办：{}；状态：{}；办理人：{}{}；期限：{}{}\n",
+                "  [{:>2}] {} {}（{}）{}\n       经办：{}；状态：{}；办理人：{}{}；期限：{}{}\n",
                 e.seq,
                 e.at.format("%Y-%m-%d %H:%M"),
+                e.author_name,
                 e.author,
                 e.text_zh,
                 e.operator,
                 e.state.status_zh,
-                e.state.custodian,
+                e.state.custodian_name,
                 if e.state.received {
                     ""
                 } else {
