@@ -139,6 +139,14 @@ pub fn check_envelope(envelope: &pb::EventEnvelope) -> Result<(), WireError> {
     Ok(())
 }
 
+/// An optional department key: empty on the wire means none.
+fn dept_key(p: &Path<'_>, w: String) -> Result<Option<DeptKey>, WireError> {
+    if w.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(DeptKey(text(p, w, 1, CODE_CHARS_MAX)?)))
+}
+
 // ---------------------------------------------------------------------------------------
 // Catalog
 
@@ -449,16 +457,7 @@ fn step(p: &Path<'_>, w: pb::Step) -> Result<Step, WireError> {
         p.field("action")
             .invalid(format!("unknown step action {:?}", w.action))
     })?;
-    let department = if w.department.is_empty() {
-        None
-    } else {
-        Some(DeptKey(text(
-            &p.field("department"),
-            w.department,
-            1,
-            CODE_CHARS_MAX,
-        )?))
-    };
+    let department = dept_key(&p.field("department"), w.department)?;
     let limit = match w.limit {
         None => None,
         Some(limit) => Some(time_limit(&p.field("limit"), Some(limit))?),

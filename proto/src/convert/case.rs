@@ -18,7 +18,7 @@ use yimen_core::case::{
     Acceptance, CaseEvent, CaseEventBody, Correction, Helper, Request, RequestId, RequestKind,
 };
 use yimen_core::catalog::{
-    CODE_CHARS_MAX, CaseType, DeptKey, ItemCode, ItemVersionKey, MaterialCode, StepAction, StepCode,
+    CODE_CHARS_MAX, CaseType, ItemCode, ItemVersionKey, MaterialCode, StepAction, StepCode,
 };
 use yimen_core::deadline::Deadline;
 use yimen_core::numbering::CaseNumber;
@@ -521,16 +521,7 @@ fn custodian(p: &Path<'_>, w: Option<pb::Custodian>) -> Result<Custodian, WireEr
     let w = required(p, w)?;
     Ok(Custodian {
         node: division(&p.field("node"), &w.node)?,
-        department: if w.department.is_empty() {
-            None
-        } else {
-            Some(DeptKey(text(
-                &p.field("department"),
-                w.department,
-                1,
-                CODE_CHARS_MAX,
-            )?))
-        },
+        department: super::dept_key(&p.field("department"), w.department)?,
     })
 }
 
