@@ -92,12 +92,24 @@ fn value_for(key: &[u8]) -> Vec<u8> {
 }
 
 fn mark(position: u64) -> Mark {
+    mark_in(EPOCH, position)
+}
+
+/// A mark written under `epoch`.
+fn mark_in(epoch: Epoch, position: u64) -> Mark {
     let mut digest = [0u8; 32];
     for (i, b) in digest.iter_mut().enumerate() {
         *b = (position as u8).wrapping_mul(31).wrapping_add(i as u8);
     }
-    Mark { position, digest }
+    Mark {
+        epoch: epoch.0,
+        position,
+        digest,
+    }
 }
+
+/// The epoch the suites move a store to.
+const NEXT_EPOCH: Epoch = Epoch(0x0fed_cba9_8765_4321);
 
 // ---- harnesses ------------------------------------------------------------------------
 
@@ -211,6 +223,8 @@ conformance!(
     suite_reserved_keys,
     suite_synced_survives,
     suite_mark_survives,
+    suite_new_epoch_survives_sync,
+    suite_unsynced_epoch_and_crash,
     suite_newer_format,
     suite_corrupt_value,
     suite_size,
@@ -472,6 +486,56 @@ fn suite_mark_survives<S: Store>(h: &mut Harness<S>) {
     assert_eq!(h.reopen_crash().mark, Some(mark(99)));
 }
 
+fn suite_new_epoch_survives_sync<S: Store>(h: &mut Harness<S>) {
+    h.put(b"ev/1", b"e");
+    h.s().sync(mark(1)).unwrap();
+    h.s().set_epoch(NEXT_EPOCH).unwrap();
+    h.put(b"ev/2", b"e");
+    h.s().sync(mark_in(NEXT_EPOCH, 2)).unwrap();
+    let expected = Opened {
+        epoch: NEXT_EPOCH,
+        mark: Some(mark_in(NEXT_EPOCH, 2)),
+        created: false,
+    };
+    assert_eq!(h.reopen_crash(), expected, "synced epoch survives a crash");
+    assert_eq!(h.reopen_clean(), expected);
+    assert_eq!(h.get(b"ev/2"), Some(b"e".to_vec()));
+    assert_eq!(h.get(EPOCH_KEY), None, "the epoch record stays hidden");
+    assert_eq!(h.s().scan(b"", None, 100).unwrap().len(), 2);
+    // Taken again, with nothing else applied since the last sync.
+    let third = Epoch(NEXT_EPOCH.0 + 1);
+    h.s().set_epoch(third).unwrap();
+    h.s().sync(mark_in(third, 2)).unwrap();
+    let opened = h.reopen_crash();
+    assert_eq!(opened.epoch, third);
+    assert_eq!(opened.mark, Some(mark_in(third, 2)));
+}
+
+fn suite_unsynced_epoch_and_crash<S: Store>(h: &mut Harness<S>) {
+    h.put(b"ev/1", b"e");
+    h.s().sync(mark(1)).unwrap();
+    h.s().set_epoch(NEXT_EPOCH).unwrap();
+    let opened = h.reopen_crash();
+    assert_eq!(opened.mark, Some(mark(1)), "the mark of the last sync");
+    assert!(!opened.created);
+    if h.crash_loses_unsynced {
+        assert_eq!(opened.epoch, EPOCH, "the model loses an unsynced epoch");
+    } else {
+        // sled may keep an unsynced write; never anything but the old or the new epoch.
+        assert!(
+            opened.epoch == EPOCH || opened.epoch == NEXT_EPOCH,
+            "{opened:?}"
+        );
+    }
+    // Taken again and synced: durable whatever the crash kept.
+    h.s().set_epoch(NEXT_EPOCH).unwrap();
+    h.s().sync(mark_in(NEXT_EPOCH, 1)).unwrap();
+    let opened = h.reopen_crash();
+    assert_eq!(opened.epoch, NEXT_EPOCH);
+    assert_eq!(opened.mark, Some(mark_in(NEXT_EPOCH, 1)));
+    assert_eq!(h.get(b"ev/1"), Some(b"e".to_vec()));
+}
+
 fn suite_newer_format<S: Store>(h: &mut Harness<S>) {
     h.put(b"k", b"v");
     h.s().sync(mark(1)).unwrap();
@@ -592,7 +656,23 @@ fn mem_old_handles_fail_after_crash() {
     assert!(matches!(store.get(b"k"), Err(StoreError::Engine { .. })));
     assert!(store.apply(&batch).is_err());
     assert!(store.sync(mark(1)).is_err());
+    assert!(store.set_epoch(NEXT_EPOCH).is_err());
     assert_eq!(restarted.get(b"k").unwrap(), None);
+}
+
+/// A clean reopen keeps an unsynced epoch as it keeps unsynced writes; a crash after it
+/// loses both.
+#[test]
+fn mem_unsynced_epoch_kept_by_clean_reopen_lost_by_crash() {
+    let (store, _) = MemStore::new(EPOCH);
+    store.sync(mark(0)).unwrap();
+    store.set_epoch(NEXT_EPOCH).unwrap();
+    let (store, opened) = store.reopen().unwrap();
+    assert_eq!(opened.epoch, NEXT_EPOCH);
+    assert_eq!(opened.mark, Some(mark(0)));
+    let (_, opened) = store.crash();
+    assert_eq!(opened.epoch, EPOCH);
+    assert_eq!(opened.mark, Some(mark(0)));
 }
 
 // ---- sled on a real disk -------------------------------------------------------------
@@ -638,12 +718,53 @@ fn corrupt_detail(r: Result<(SledStore, Opened), StoreError>) -> String {
     }
 }
 
+/// A `.hwm` slot as the layout in `sled_store`'s docs describes it: generation and mark.
+fn read_slot(slot: &[u8]) -> (u64, Option<Mark>) {
+    assert_eq!(slot.len(), HWM_SLOT_LEN);
+    assert_eq!(&slot[0..4], b"YHWM");
+    let crc = u32::from_le_bytes(slot[64..68].try_into().unwrap());
+    assert_eq!(crc, crc32fast::hash(&slot[..64]), "slot checksum");
+    assert_eq!(&slot[13..16], &[0, 0, 0]);
+    let u64_at = |at: usize| u64::from_le_bytes(slot[at..at + 8].try_into().unwrap());
+    let mark = match slot[12] {
+        0 => {
+            assert!(
+                slot[16..64].iter().all(|b| *b == 0),
+                "an empty slot is zeros"
+            );
+            None
+        }
+        1 => Some(Mark {
+            epoch: u64_at(16),
+            position: u64_at(24),
+            digest: slot[32..64].try_into().unwrap(),
+        }),
+        other => panic!("has_mark byte {other}"),
+    };
+    (u64_at(4), mark)
+}
+
+/// Both slots of a `.hwm` file.
+fn read_slots(bytes: &[u8]) -> [(u64, Option<Mark>); 2] {
+    [
+        read_slot(&bytes[..HWM_SLOT_LEN]),
+        read_slot(&bytes[HWM_SLOT_STRIDE..HWM_SLOT_STRIDE + HWM_SLOT_LEN]),
+    ]
+}
+
 #[test]
 fn sled_hwm_is_a_sibling_file() {
     let d = SledDir::with_synced(1, mark(5));
     assert_eq!(d.hwm(), d.dir.with_file_name("store.hwm"));
     let bytes = fs::read(d.hwm()).unwrap();
+    assert_eq!(HWM_SLOT_LEN, 68);
     assert_eq!(bytes.len(), HWM_SLOT_STRIDE + HWM_SLOT_LEN);
+    // Syncs with marks 0 (the loop) then 5: generation 1 at HWM_SLOT_STRIDE, 2 at 0.
+    assert_eq!(read_slots(&bytes), [(2, Some(mark(5))), (1, Some(mark(0)))]);
+    let fresh = SledDir::new();
+    drop(sled_open(&fresh.dir).unwrap());
+    let bytes = fs::read(fresh.hwm()).unwrap();
+    assert_eq!(read_slots(&bytes), [(0, None), (0, None)]);
     assert!(SledStore::hwm_path(Path::new("/")).is_err());
     assert_eq!(
         SledStore::hwm_path(Path::new("/var/lib/yimen/store/")).unwrap(),
@@ -723,12 +844,106 @@ fn sled_missing_hwm_without_data_is_recreated() {
     assert!(d.hwm().exists());
 }
 
+/// The store's directory is lost, its mark kept: open creates a fresh store and reports the
+/// mark (the register decides); the mark file is left as it is until the first sync, which
+/// continues its generations.
 #[test]
-fn sled_lost_store_beside_a_mark_is_corrupt() {
+fn sled_lost_store_beside_a_mark_opens_fresh_with_that_mark() {
     let d = SledDir::with_synced(1, mark(5));
+    let old_file = fs::read(d.hwm()).unwrap();
     fs::remove_dir_all(&d.dir).unwrap();
-    let detail = corrupt_detail(sled_open(&d.dir));
-    assert!(detail.contains("records position 5"), "{detail}");
+    let fresh = SledOptions {
+        new_epoch: NEXT_EPOCH.0,
+        ..sled_options()
+    };
+    let (store, opened) = SledStore::open(&d.dir, &fresh).unwrap();
+    assert_eq!(
+        opened,
+        Opened {
+            epoch: NEXT_EPOCH,
+            mark: Some(mark(5)),
+            created: true
+        }
+    );
+    assert_eq!(store.scan(b"", None, 10).unwrap(), vec![]);
+    assert_eq!(fs::read(d.hwm()).unwrap(), old_file, "mark file untouched");
+
+    // A crash before the first sync: an existing, empty store beside the old mark.
+    drop(store);
+    let (store, opened) = sled_open(&d.dir).unwrap();
+    assert_eq!(
+        opened,
+        Opened {
+            epoch: NEXT_EPOCH,
+            mark: Some(mark(5)),
+            created: false
+        }
+    );
+    assert_eq!(fs::read(d.hwm()).unwrap(), old_file, "mark file untouched");
+
+    // Refilled and synced: the new mark, in the next generation (3, the slot at
+    // HWM_SLOT_STRIDE), the old mark (generation 2) kept in the other slot.
+    let mut batch = Batch::default();
+    batch.put(b"k/0000".to_vec(), value_for(b"k/0000"));
+    store.apply(&batch).unwrap();
+    store.sync(mark_in(NEXT_EPOCH, 1)).unwrap();
+    drop(store);
+    let bytes = fs::read(d.hwm()).unwrap();
+    assert_eq!(
+        read_slots(&bytes),
+        [(2, Some(mark(5))), (3, Some(mark_in(NEXT_EPOCH, 1)))]
+    );
+    let (store, opened) = sled_open(&d.dir).unwrap();
+    assert_eq!(
+        opened,
+        Opened {
+            epoch: NEXT_EPOCH,
+            mark: Some(mark_in(NEXT_EPOCH, 1)),
+            created: false
+        }
+    );
+    assert_eq!(store.get(b"k/0000").unwrap(), Some(value_for(b"k/0000")));
+}
+
+/// An emptied store directory beside its mark is the same case as a lost one.
+#[test]
+fn sled_emptied_store_beside_a_mark_opens_fresh_with_that_mark() {
+    let d = SledDir::with_synced(2, mark(7));
+    for entry in fs::read_dir(&d.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            fs::remove_dir_all(&path).unwrap();
+        } else {
+            fs::remove_file(&path).unwrap();
+        }
+    }
+    let (_, opened) = sled_open(&d.dir).unwrap();
+    assert!(opened.created);
+    assert_eq!(opened.mark, Some(mark(7)));
+}
+
+/// `set_epoch` + sync: the next open reports the new epoch, and the mark carries it.
+#[test]
+fn sled_new_epoch_is_on_disk_after_sync() {
+    let d = SledDir::with_synced(2, mark(2));
+    let (store, _) = sled_open(&d.dir).unwrap();
+    store.set_epoch(NEXT_EPOCH).unwrap();
+    store.sync(mark_in(NEXT_EPOCH, 2)).unwrap();
+    drop(store);
+    let bytes = fs::read(d.hwm()).unwrap();
+    let newest = read_slots(&bytes)
+        .into_iter()
+        .max_by_key(|(generation, _)| *generation)
+        .unwrap();
+    assert_eq!(newest.1, Some(mark_in(NEXT_EPOCH, 2)));
+    {
+        let db = raw_sled(&d.dir);
+        let raw = db.get(EPOCH_KEY).unwrap().expect("epoch record");
+        assert_eq!(raw.to_vec(), framed(&NEXT_EPOCH.0.to_le_bytes()));
+    }
+    let (_, opened) = sled_open(&d.dir).unwrap();
+    assert_eq!(opened.epoch, NEXT_EPOCH);
+    assert_eq!(opened.mark, Some(mark_in(NEXT_EPOCH, 2)));
 }
 
 #[test]
@@ -880,8 +1095,9 @@ fn synced_40(reopens: usize) -> SledDir {
 /// Truncates sled's log at several lengths, with and without a snapshot. Observed with
 /// sled 0.34.7: without a snapshot, open succeeds holding a prefix of the data (sled takes
 /// the cut for a torn tail) or, cut before our meta records, finds an empty store beside a
-/// mark (`Corrupt`); with a snapshot, open fails with sled's own corruption error. Either
-/// way no value comes back altered and the mark survives for the layer above to compare.
+/// mark (a new store, reported with the mark); with a snapshot, open fails with sled's own
+/// corruption error. Either way no value comes back altered and the mark survives for the
+/// layer above to compare.
 #[test]
 fn sled_truncated_log_opens_short_or_fails_clearly() {
     for reopens in [0, 2] {

@@ -3,7 +3,8 @@
 //! It keeps what was applied (visible to reads at once) apart from what was synced (what
 //! survives a simulated power loss, [`MemStore::crash`]): the durable state is the applied
 //! one with `undo` rolled back, so `sync` costs the changes since the last sync, not the
-//! store's size. It stores values with the same checksum framing as sled, so injected
+//! store's size. The epoch likewise: `set_epoch` changes the applied one, `sync` makes it
+//! the durable one. It stores values with the same checksum framing as sled, so injected
 //! corruption ([`MemStore::corrupt_value`]) is caught the same way, and refuses the same
 //! reserved keys.
 //!
@@ -36,7 +37,10 @@ struct State {
     undo: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// The mark recorded by the last sync.
     mark: Option<Mark>,
+    /// The epoch as set (reported by a clean reopen).
     epoch: Epoch,
+    /// The epoch as of the last sync (what survives a crash).
+    synced_epoch: Epoch,
     /// The format the "disk" claims; see [`MemStore::set_format`].
     format: u32,
     /// Set on a state superseded by `crash` or `reopen`.
@@ -51,6 +55,7 @@ impl MemStore {
             undo: BTreeMap::new(),
             mark: None,
             epoch: new_epoch,
+            synced_epoch: new_epoch,
             format: FORMAT_VERSION,
             closed: false,
         };
@@ -63,7 +68,7 @@ impl MemStore {
     }
 
     /// The store as it is after power loss and a restart: only what was synced, and the
-    /// synced mark. The caller drops its old handles (they fail from now on).
+    /// synced epoch and mark. The caller drops its old handles (they fail from now on).
     ///
     /// Panics if this handle was already crashed or reopened: a simulation bug.
     pub fn crash(&self) -> (MemStore, Opened) {
@@ -79,6 +84,7 @@ impl MemStore {
                 None => state.applied.remove(&key),
             };
         }
+        state.epoch = state.synced_epoch;
         drop(old);
         let opened = Opened {
             epoch: state.epoch,
@@ -89,8 +95,8 @@ impl MemStore {
     }
 
     /// The store after a clean close and reopen: everything applied is still there (a clean
-    /// close loses nothing, though unsynced writes stay undurable); the mark is the synced
-    /// one. Refuses a newer format, like sled's open.
+    /// close loses nothing, though unsynced writes stay undurable), an unsynced epoch too;
+    /// the mark is the synced one. Refuses a newer format, like sled's open.
     pub fn reopen(&self) -> Result<(MemStore, Opened), StoreError> {
         let mut old = self.open_state()?;
         if old.format > FORMAT_VERSION {
@@ -246,7 +252,13 @@ impl Store for MemStore {
     fn sync(&self, mark: Mark) -> Result<(), StoreError> {
         let mut state = self.open_state()?;
         state.undo.clear();
+        state.synced_epoch = state.epoch;
         state.mark = Some(mark);
+        Ok(())
+    }
+
+    fn set_epoch(&self, epoch: Epoch) -> Result<(), StoreError> {
+        self.open_state()?.epoch = epoch;
         Ok(())
     }
 
@@ -265,6 +277,7 @@ impl State {
             undo: std::mem::take(&mut self.undo),
             mark: self.mark,
             epoch: self.epoch,
+            synced_epoch: self.synced_epoch,
             format: self.format,
             closed: false,
         };

@@ -7,6 +7,13 @@
 //! * `apply` is atomic: a batch is wholly visible or not at all, also after a crash.
 //! * Nothing applied is durable until `sync` returns; `sync` flushes and fsyncs, then
 //!   records the high-water mark beside the store (fsynced too).
+//! * The store has an epoch, made when it was created and replaced by `set_epoch`; a new
+//!   epoch is, like applied data, durable only once a `sync` returns, and the mark that sync
+//!   records carries it. A crash before that sync may reopen with the old epoch (the model
+//!   always does; sled may have kept the unsynced write) and finds the old mark.
+//! * The mark outlives the store's files: a store created beside a mark left by a lost one
+//!   opens as new (`Opened::created`) with that mark (`Opened::mark`), and the mark stays as
+//!   it was until the first sync. Whether such a store may serve is the caller's decision.
 //! * Every stored value carries our own checksum, checked on every read; a mismatch is
 //!   `StoreError::Corrupt`, never a silent wrong value.
 //! * Opening checks the format version and refuses a newer or corrupt store with a clear
@@ -48,11 +55,13 @@ impl Batch {
     }
 }
 
-/// The high-water mark: position and digest of the last acknowledged event, kept outside
-/// the store and compared after it opens (sled can open "cleanly" with acknowledged data
-/// gone: DEPENDENCIES.md).
+/// The high-water mark: store epoch, position and digest of the last acknowledged event,
+/// kept outside the store and compared after it opens (sled can open "cleanly" with
+/// acknowledged data gone: DEPENDENCIES.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Mark {
+    /// The store epoch ([`Epoch`]'s number) the mark was written under.
+    pub epoch: u64,
     pub position: u64,
     pub digest: [u8; 32],
 }
@@ -71,9 +80,10 @@ impl fmt::Display for Epoch {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Opened {
     pub epoch: Epoch,
-    /// The mark recorded by the last sync; `None` for a new store.
+    /// The mark recorded by the last sync; `None` for a new store, unless the store was
+    /// created beside the mark of a lost one (then that mark, with `created` set).
     pub mark: Option<Mark>,
-    /// Whether the store was created by this open.
+    /// Whether the store was created by this open (it holds no data).
     pub created: bool,
 }
 
@@ -148,6 +158,11 @@ pub trait Store: Send + 'static {
     fn apply(&self, batch: &Batch) -> Result<(), StoreError>;
     /// Makes everything applied so far durable, then records `mark` durably beside it.
     fn sync(&self, mark: Mark) -> Result<(), StoreError>;
+    /// Records a new epoch for the store (the node takes one when its store is behind what
+    /// it or a peer saw). Like `apply`, not durable until the next `sync`, whose mark then
+    /// carries the new epoch; a reopen after a crash before that sync finds the old epoch
+    /// (sled: may find it, as it may keep other unsynced writes; the model always does).
+    fn set_epoch(&self, epoch: Epoch) -> Result<(), StoreError>;
     /// Bytes the store occupies on disk (or in memory, for the model).
     fn size_on_disk(&self) -> Result<u64, StoreError>;
 }

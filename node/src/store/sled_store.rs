@@ -9,12 +9,22 @@
 //!   read ([`frame_value`], [`unframe_value`]); the model (`mem.rs`) uses the same framing.
 //! * `<dir>.hwm` (a sibling, e.g. `/var/lib/yimen/store.hwm`) holds the high-water mark in two
 //!   slots, at offsets 0 and [`HWM_SLOT_STRIDE`], each [`HWM_SLOT_LEN`] bytes:
-//!   `magic "YHWM" | generation u64 LE | has_mark u8 | 3 zero bytes | position u64 LE |
-//!   digest 32 bytes | crc32 LE of the preceding 56 bytes`. A sync overwrites the older slot
-//!   in place (`pwrite` + `fdatasync` on a file kept open) and bumps the generation; open takes
+//!   `magic "YHWM" | generation u64 LE | has_mark u8 | 3 zero bytes | epoch u64 LE |
+//!   position u64 LE | digest 32 bytes | crc32 LE of the preceding 64 bytes` (a slot without
+//!   a mark has zeros from `has_mark` to the checksum). A sync overwrites the older slot in
+//!   place (`pwrite` + `fdatasync` on a file kept open) and bumps the generation; open takes
 //!   the valid slot with the greater generation. A torn write can only spoil the slot being
 //!   written, and the other still holds the previous mark, which the data already covered; a
 //!   file with no valid slot (garbled, truncated, emptied) is `Corrupt`.
+//! * The mark file outlives the store: when `<dir>/` holds no store (lost, emptied) but
+//!   `<dir>.hwm` records a mark, open creates a fresh store (new epoch, `created: true`) and
+//!   reports that mark in [`Opened::mark`], leaving the file as it is; the caller decides
+//!   (stop the node, or take the empty store as a replacement to refill). The first sync
+//!   overwrites the older slot with the next generation, as for any store; a crash before it
+//!   reopens an existing, empty store beside the old mark.
+//! * [`Store::set_epoch`] is a plain insert of [`EPOCH_KEY`] (a one-op batch): made durable
+//!   by the next sync's flush and fdatasync, before that sync's mark (which carries the new
+//!   epoch) is written.
 //!
 //! Atomic batches without sled's `apply_batch`: in sled 0.34 every `apply_batch` (and every
 //! transaction) first rolls the IO buffer, i.e. a `pwrite` + `sync_file_range` that waits for
@@ -60,11 +70,13 @@ pub const EPOCH_KEY: &[u8] = b"\x00meta/epoch";
 pub const BATCH_JOURNAL_KEY: &[u8] = b"\x00meta/batch";
 
 /// Bytes of one high-water-mark slot.
-pub const HWM_SLOT_LEN: usize = 60;
+pub const HWM_SLOT_LEN: usize = 68;
 /// Offset of the second slot: a different 4 KiB block from the first, so a torn block write
 /// cannot spoil both.
 pub const HWM_SLOT_STRIDE: usize = 4096;
 const HWM_MAGIC: &[u8; 4] = b"YHWM";
+/// Offset of a slot's checksum, which covers the bytes before it.
+const HWM_SLOT_CRC_AT: usize = HWM_SLOT_LEN - 4;
 const HWM_FILE_LEN: usize = HWM_SLOT_STRIDE + HWM_SLOT_LEN;
 
 /// Bytes of the checksum in front of every stored value.
@@ -120,7 +132,8 @@ impl SledStore {
     /// Refuses a store of a newer format (`NewerFormat`), one whose meta records, values or
     /// high-water mark are unreadable (`Corrupt`), and one on which sled itself panics
     /// (`Corrupt`, with the panic message). Comparing the mark with the store's contents is
-    /// the caller's job.
+    /// the caller's job, also for a store created by this open beside the mark of a lost one
+    /// (`created: true` with `mark: Some(_)`; see the module docs).
     pub fn open(dir: &Path, options: &SledOptions) -> Result<(SledStore, Opened), StoreError> {
         let hwm_path = hwm_path(dir)?;
         let existed = dir.join("db").exists();
@@ -186,18 +199,14 @@ impl SledStore {
                         detail: "format record missing from a store that holds data".to_owned(),
                     });
                 }
-                // An empty store beside a mark that records acknowledged events: the store's
-                // files were lost or replaced. Never paper over that by starting afresh.
-                if let Some((_, Some(old))) = HwmFile::open(&hwm_path)? {
-                    return Err(StoreError::Corrupt {
-                        path,
-                        detail: format!(
-                            "the store is empty but its high-water mark {} records position {}",
-                            hwm_path.display(),
-                            old.position
-                        ),
-                    });
-                }
+                // An empty store beside a mark: the store's files were lost or replaced. The
+                // store is created afresh, the mark reported and kept as it is (the next sync
+                // continues its generations): the caller stops the node or refills the store.
+                let old = match HwmFile::open(&hwm_path)? {
+                    Some((hwm, Some(old))) => Some((hwm, old)),
+                    // No mark yet: the file is rewritten below, as for a first open.
+                    Some((_, None)) | None => None,
+                };
                 let epoch = match options.new_epoch {
                     0 => derive_epoch(),
                     given => given,
@@ -210,7 +219,10 @@ impl SledStore {
                 data_file
                     .sync_data()
                     .map_err(|e| io_err(&dir.join("db"), e))?;
-                (Epoch(epoch), true, HwmFile::create(&hwm_path)?, None)
+                match old {
+                    Some((hwm, old)) => (Epoch(epoch), true, hwm, Some(old)),
+                    None => (Epoch(epoch), true, HwmFile::create(&hwm_path)?, None),
+                }
             }
         };
         let store = SledStore {
@@ -420,6 +432,18 @@ impl Store for SledStore {
             state.failed = Some(e.to_string());
         }
         result
+    }
+
+    fn set_epoch(&self, epoch: Epoch) -> Result<(), StoreError> {
+        let _write = self
+            .batch_lock
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.check_broken()?;
+        self.db
+            .insert(EPOCH_KEY, frame_value(&epoch.0.to_le_bytes()))
+            .map(drop)
+            .map_err(|e| sled_err(&self.dir, e))
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
@@ -841,26 +865,28 @@ fn encode_slot(generation: u64, mark: Option<Mark>) -> [u8; HWM_SLOT_LEN] {
     slot[4..12].copy_from_slice(&generation.to_le_bytes());
     if let Some(mark) = mark {
         slot[12] = 1;
-        slot[16..24].copy_from_slice(&mark.position.to_le_bytes());
-        slot[24..56].copy_from_slice(&mark.digest);
+        slot[16..24].copy_from_slice(&mark.epoch.to_le_bytes());
+        slot[24..32].copy_from_slice(&mark.position.to_le_bytes());
+        slot[32..64].copy_from_slice(&mark.digest);
     }
-    let crc = crc32fast::hash(&slot[..56]);
-    slot[56..60].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&slot[..HWM_SLOT_CRC_AT]);
+    slot[HWM_SLOT_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
     slot
 }
 
 fn decode_slot(slot: &[u8]) -> Option<(u64, Option<Mark>)> {
     let slot: &[u8; HWM_SLOT_LEN] = slot.try_into().ok()?;
-    let crc = u32::from_le_bytes(slot[56..60].try_into().ok()?);
-    if &slot[0..4] != HWM_MAGIC || crc != crc32fast::hash(&slot[..56]) {
+    let crc = u32::from_le_bytes(slot[HWM_SLOT_CRC_AT..].try_into().ok()?);
+    if &slot[0..4] != HWM_MAGIC || crc != crc32fast::hash(&slot[..HWM_SLOT_CRC_AT]) {
         return None;
     }
     let generation = u64::from_le_bytes(slot[4..12].try_into().ok()?);
     let mark = match slot[12] {
         0 => None,
         1 => Some(Mark {
-            position: u64::from_le_bytes(slot[16..24].try_into().ok()?),
-            digest: slot[24..56].try_into().ok()?,
+            epoch: u64::from_le_bytes(slot[16..24].try_into().ok()?),
+            position: u64::from_le_bytes(slot[24..32].try_into().ok()?),
+            digest: slot[32..64].try_into().ok()?,
         }),
         _ => return None,
     };
