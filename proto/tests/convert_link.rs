@@ -55,6 +55,7 @@ fn welcome(cursor: Option<Cursor>, clock_offset_ms: i64) -> Welcome {
         epoch: u64::MAX,
         clock_offset_ms,
         cursor,
+        log_position: 12,
     }
 }
 

@@ -184,7 +184,7 @@ fn exchange(
                 position: 9,
                 digest: d(9),
             };
-            p.answer(22, Some(up)).unwrap();
+            p.answer(22, Some(up), 0).unwrap();
             false
         }
         Err(_) => true,
@@ -288,6 +288,7 @@ fn handshake_refusals_table() {
             epoch: 1,
             clock_offset_ms: 0,
             cursor: None,
+            log_position: 0,
         })
     };
     // What the child gets instead of a proper Welcome.
@@ -355,7 +356,7 @@ fn handshake_refusals_table() {
             ..
         }))
     ));
-    assert_eq!(p.answer(1, None), Err(HandshakeError::OutOfTurn));
+    assert_eq!(p.answer(1, None, 0), Err(HandshakeError::OutOfTurn));
     assert_eq!(
         ParentHandshake::new(vr(3, 2), 0),
         Err(HandshakeError::EmptyRange(vr(3, 2)))
@@ -389,7 +390,7 @@ fn handshake_timeouts() {
     let mut c = ChildHandshake::new(hello(vr(1, 1), 0), 0).unwrap();
     let mut p = ParentHandshake::new(vr(1, 1), 0).unwrap();
     p.handle_frame(c.poll_transmit().unwrap(), 0).unwrap();
-    p.answer(1, None).unwrap();
+    p.answer(1, None, 0).unwrap();
     c.handle_frame(p.poll_transmit().unwrap()).unwrap();
     assert_eq!(c.handle_timeout(10 * HANDSHAKE_TIMEOUT_MS), Ok(()));
     assert_eq!(p.handle_timeout(10 * HANDSHAKE_TIMEOUT_MS), Ok(()));
@@ -1883,7 +1884,7 @@ impl Sim {
         }
         let conn = self.conn.as_mut().expect("connected");
         conn.parent_hs
-            .answer(epoch, self.parent.store.cursor)
+            .answer(epoch, self.parent.store.cursor, 0)
             .expect("answer after accept");
         conn.parent_rx = Some(Receiver::new(
             self.limits,

@@ -58,6 +58,7 @@ impl From<&Frame> for pb::LinkFrame {
                 epoch: w.epoch,
                 clock_offset_ms: w.clock_offset_ms,
                 cursor: w.cursor.as_ref().map(cursor_to_wire),
+                log_position: w.log_position,
             }),
             Frame::Batch(b) => F::Batch(pb::LinkBatch {
                 epoch: b.epoch,
@@ -116,6 +117,7 @@ fn welcome(p: &Path<'_>, w: pb::LinkWelcome) -> Result<Welcome, WireError> {
         epoch: epoch(&p.field("epoch"), w.epoch)?,
         clock_offset_ms: w.clock_offset_ms,
         cursor: cursor(&p.field("cursor"), w.cursor)?,
+        log_position: w.log_position,
     })
 }
 

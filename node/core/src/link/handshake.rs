@@ -81,6 +81,9 @@ pub struct Welcome {
     pub clock_offset_ms: i64,
     /// Where the parent has durably applied the child's up stream.
     pub cursor: Option<Cursor>,
+    /// The position of the parent's last durable event at the handshake: a child being
+    /// refilled is whole once its down cursor reaches it.
+    pub log_position: u64,
 }
 
 /// Why a handshake failed. Messages are English (logs); `reason_zh` is for clerks.
@@ -146,6 +149,8 @@ pub struct Agreed {
     /// Where the parent stated it applied the up stream: the input of [`super::resume`].
     pub stated: Option<Cursor>,
     pub clock_offset_ms: i64,
+    /// The parent's last durable position at the handshake ([`Welcome::log_position`]).
+    pub parent_log_position: u64,
 }
 
 impl Agreed {
@@ -231,6 +236,7 @@ impl ChildHandshake {
             parent_epoch: welcome.epoch,
             stated: welcome.cursor,
             clock_offset_ms: welcome.clock_offset_ms,
+            parent_log_position: welcome.log_position,
         })
     }
 
@@ -342,8 +348,14 @@ impl ParentHandshake {
     }
 
     /// Queues the `Welcome`: `epoch` is the parent's store epoch after any new epoch it took,
-    /// `cursor` where it durably applied the child's up stream.
-    pub fn answer(&mut self, epoch: u64, cursor: Option<Cursor>) -> Result<(), HandshakeError> {
+    /// `cursor` where it durably applied the child's up stream, `log_position` the position of
+    /// its last durable event.
+    pub fn answer(
+        &mut self,
+        epoch: u64,
+        cursor: Option<Cursor>,
+        log_position: u64,
+    ) -> Result<(), HandshakeError> {
         let ParentStep::Accepted {
             version,
             clock_offset_ms,
@@ -356,6 +368,7 @@ impl ParentHandshake {
             epoch,
             clock_offset_ms,
             cursor,
+            log_position,
         }));
         Ok(())
     }
