@@ -86,7 +86,7 @@ pub fn status(e: ClerkError) -> Status {
             | crate::register::RegisterError::Decode { .. } => Code::DataLoss,
             _ => Code::Unavailable,
         },
-        ClerkError::Stopped(_) => Code::Unavailable,
+        ClerkError::Stopped(_) | ClerkError::Refilling => Code::Unavailable,
     };
     if matches!(code, Code::Unavailable | Code::DataLoss | Code::Internal) {
         tracing::error!(error = %e, "clerk operation failed");

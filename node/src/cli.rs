@@ -81,6 +81,30 @@ pub enum Command {
         #[command(subcommand)]
         command: CalendarCommand,
     },
+    /// Put a copy of a store in place (the node stopped, the broken store moved aside); at
+    /// its next start the node takes a new epoch and, with a parent, waits to be refilled.
+    Restore {
+        /// The copy (a store directory; its `.hwm` sibling is copied too if present).
+        #[arg(long)]
+        from: PathBuf,
+        /// Where the node's store goes (must not exist).
+        #[arg(long)]
+        store: PathBuf,
+    },
+    /// Dump a stopped node's store (any tier): events, cases, link cursors. Reads only.
+    Inspect {
+        /// The store directory (the node must be stopped).
+        #[arg(long)]
+        store: PathBuf,
+        /// Print one JSON document instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every link of the node (to its parent, from its children): state, lag, last success.
+    Links {
+        #[command(flatten)]
+        client: Client,
+    },
     /// The guide of an item (办事指南); without an item, the list of items.
     Guide {
         item: Option<String>,
@@ -299,7 +323,51 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config } => serve(&config, "yimen-node"),
+        Command::Restore { from, store } => {
+            let bytes = crate::server::restore(&from, &store)
+                .map_err(|e| anyhow!(Reported(format!("restore: {e}"))))?;
+            writeln!(
+                out,
+                "已将 {} 恢复到 {}（{bytes} 字节）。节点下次启动时将启用新纪元，并在连通上级后补齐数据，补齐前不受理新办件。",
+                from.display(),
+                store.display()
+            )?;
+            Ok(())
+        }
+        Command::Inspect { store, json } => {
+            let dump = crate::register::inspect(&store)
+                .map_err(|e| anyhow!(Reported(format!("inspect: {e}"))))?;
+            if json {
+                return emit_json(out, &dump);
+            }
+            let count = |k: &str| dump[k].as_array().map_or(0, Vec::len);
+            writeln!(
+                out,
+                "节点 {}：事件 {} 条，办件 {} 件，链路游标 {} 个，隔离办件 {} 件{}",
+                dump["node"].as_str().unwrap_or("?"),
+                count("events"),
+                count("cases"),
+                count("cursors"),
+                count("quarantined"),
+                if dump["refilling"] == true {
+                    "（正在从上级恢复）"
+                } else {
+                    ""
+                }
+            )?;
+            for c in dump["cases"].as_array().into_iter().flatten() {
+                writeln!(
+                    out,
+                    "{}  {}  {}  承办 {}",
+                    c["number"].as_str().unwrap_or(""),
+                    c["item"].as_str().unwrap_or(""),
+                    c["status"].as_str().unwrap_or(""),
+                    c["custodian"].as_str().unwrap_or("")
+                )?;
+            }
+            Ok(())
+        }
         Command::Init {
             id,
             dir,
@@ -319,7 +387,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     }
 }
 
-fn serve(config: &std::path::Path) -> anyhow::Result<()> {
+/// Serves a node or hub from its config file until SIGINT/SIGTERM; `program` names it in
+/// the ready line.
+pub fn serve(config: &std::path::Path, program: &str) -> anyhow::Result<()> {
     let config = NodeConfig::load(config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -334,7 +404,7 @@ fn serve(config: &std::path::Path) -> anyhow::Result<()> {
         let opened = crate::server::open(&config, clock.clone())
             .map_err(|e| anyhow!(Reported(format!("{e}\n{}", e.reason_zh()))))?;
         // The one line scripts and tests wait for.
-        println!("yimen-node {} serving the clerk API on {addr}", config.id);
+        println!("{program} {} serving the clerk API on {addr}", config.id);
         let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -349,8 +419,81 @@ fn serve(config: &std::path::Path) -> anyhow::Result<()> {
     })
 }
 
+/// `links`: the node's link status from its `LinkAdmin` service at `addr`.
+pub async fn links(addr: &str, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let url = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let mut c = pb::link_admin_client::LinkAdminClient::connect(url.clone())
+        .await
+        .map_err(|e| {
+            anyhow!("cannot reach the node at {url} (无法连接节点，请确认节点已启动): {e}")
+        })?;
+    let links = c
+        .links(pb::LinksRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner()
+        .links;
+    if json {
+        let v: Vec<Value> = links
+            .iter()
+            .map(|l| {
+                json!({
+                    "peer": l.peer,
+                    "direction": l.direction,
+                    "state": l.state,
+                    "lag_events": l.lag_events,
+                    "lag_bytes": l.lag_bytes,
+                    "last_success_unix_ms": l.last_success_unix_ms,
+                    "retry_at_unix_ms": l.retry_at_unix_ms,
+                })
+            })
+            .collect();
+        return emit_json(out, &json!({ "links": v }));
+    }
+    if links.is_empty() {
+        writeln!(out, "本节点没有同步链路（未配置上级，也没有下级连入）")?;
+    }
+    for l in &links {
+        let direction = if l.direction == "parent" {
+            "上级"
+        } else {
+            "下级"
+        };
+        let state = match l.state.as_str() {
+            "connecting" => "连接中",
+            "connected" => "已连接",
+            "stalled" => "停滞（对方长时间未确认）",
+            "backing_off" => "等待重连",
+            "disconnected" => "未连接",
+            other => other,
+        };
+        let last = chrono::DateTime::from_timestamp_millis(l.last_success_unix_ms)
+            .filter(|_| l.last_success_unix_ms > 0)
+            .map_or_else(
+                || "从未".to_owned(),
+                |t| {
+                    // Beijing time (UTC+8), as clerks read every time.
+                    (t.naive_utc() + chrono::Duration::hours(8))
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string()
+                },
+            );
+        writeln!(
+            out,
+            "{direction} {}  {state}  待送 {} 件 / {} 字节  最近成功 {last}",
+            l.peer, l.lag_events, l.lag_bytes
+        )?;
+    }
+    Ok(())
+}
+
 async fn client_command(command: Command, out: &mut dyn Write) -> anyhow::Result<()> {
     match command {
+        Command::Links { client } => links(&client.node, client.json, out).await,
         Command::Calendar { command } => calendar(command, out).await,
         Command::Guide { item, client } => {
             let mut c = connect(&client.node).await?;
@@ -694,7 +837,11 @@ async fn client_command(command: Command, out: &mut dyn Write) -> anyhow::Result
                 Ok(())
             }
         }
-        Command::Serve { .. } | Command::Walkthrough { .. } | Command::Init { .. } => Ok(()),
+        Command::Serve { .. }
+        | Command::Walkthrough { .. }
+        | Command::Init { .. }
+        | Command::Inspect { .. }
+        | Command::Restore { .. } => Ok(()),
     }
 }
 

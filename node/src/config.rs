@@ -10,12 +10,25 @@
 //! store = "store"
 //! # The clerk API; plaintext, so loopback only. Default: "127.0.0.1:7070".
 //! clerk_listen = "127.0.0.1:7070"
-//! # The parent hub (township), dialled by the sync driver of a later release. Optional.
-//! # parent = "https://127.0.0.1:7443"
-//! # Certificates for the links (later release). Optional.
-//! # cert = "node.crt"
-//! # key = "node.key"
+//! # The parent hub's replication address, dialled over mutual TLS; the parent's identity
+//! # comes from the topology. Optional (a node without one keeps its cases to itself).
+//! # parent = "127.0.0.1:7443"
+//! # Where this node serves its children's links (hubs), over mutual TLS. Optional.
+//! # listen = "0.0.0.0:7443"
+//! # Certificates for the links: required with `parent` or `listen`. `crl` is the CA's
+//! # revocation list, reloaded like the certificates.
+//! # cert = "430421105204.crt"
+//! # key = "430421105204.key"
 //! # ca = "ca.crt"
+//! # crl = "ca.crl"
+//! # A link with unacknowledged events and no acknowledgement for this long shows
+//! # `stalled`. Default: 120.
+//! # stall_after_secs = 120
+//! # How often, at most, a server looks at its cert, key, ca and crl files again (on a new
+//! # connection): a renewed certificate or a new revocation list takes effect on the first
+//! # connection after this many seconds. Connections already open are not re-checked.
+//! # Default: 10.
+//! # tls_check_secs = 10
 //! # sled's page cache, in MiB. Default: 8 (peak resident memory stays under 64 MiB with
 //! # 100,000 cases held; see `cargo bench -p yimen-node --bench footprint`).
 //! cache_mib = 8
@@ -26,6 +39,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -50,6 +64,10 @@ struct Raw {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     ca: Option<PathBuf>,
+    crl: Option<PathBuf>,
+    listen: Option<String>,
+    stall_after_secs: Option<u64>,
+    tls_check_secs: Option<u64>,
     cache_mib: Option<u64>,
 }
 
@@ -64,7 +82,32 @@ pub struct NodeConfig {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub ca: Option<PathBuf>,
+    pub crl: Option<PathBuf>,
+    /// Where children's links are served (hubs).
+    pub listen: Option<SocketAddr>,
+    pub stall_after_ms: u64,
+    /// How often, at most, the link server re-reads its TLS files (`tls_check_secs`).
+    pub tls_check_every: Duration,
     pub cache_bytes: u64,
+}
+
+/// Default stall time of a link.
+pub const STALL_AFTER_SECS_DEFAULT: u64 = 120;
+/// Default interval between looks at the TLS files (`tls::CHECK_EVERY_DEFAULT`).
+pub const TLS_CHECK_SECS_DEFAULT: u64 = crate::tls::CHECK_EVERY_DEFAULT.as_secs();
+/// Longest interval accepted: a revocation must not wait longer than a day.
+pub const TLS_CHECK_SECS_MAX: u64 = 86_400;
+
+impl NodeConfig {
+    /// The TLS files of the links, when configured.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.cert.clone()?,
+            key: self.key.clone()?,
+            ca: self.ca.clone()?,
+            crl: self.crl.clone(),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +157,42 @@ impl NodeConfig {
             ));
         }
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let parent = match raw.parent.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(p) => {
+                let p = p.strip_prefix("https://").unwrap_or(p);
+                p.parse::<SocketAddr>().map_err(|e| {
+                    format!("parent: {p:?} is not an address like 127.0.0.1:7443: {e}")
+                })?;
+                Some(p.to_owned())
+            }
+        };
+        let listen = raw
+            .listen
+            .as_deref()
+            .map(|l| {
+                l.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|e| format!("listen: {l:?}: {e}"))
+            })
+            .transpose()?;
+        let has_tls = raw.cert.is_some() && raw.key.is_some() && raw.ca.is_some();
+        if (parent.is_some() || listen.is_some()) && !has_tls {
+            return Err(
+                "parent/listen: links run over mutual TLS only; set cert, key and ca too"
+                    .to_owned(),
+            );
+        }
+        let stall_after_secs = raw.stall_after_secs.unwrap_or(STALL_AFTER_SECS_DEFAULT);
+        if stall_after_secs == 0 {
+            return Err("stall_after_secs: must be at least 1".to_owned());
+        }
+        let tls_check_secs = raw.tls_check_secs.unwrap_or(TLS_CHECK_SECS_DEFAULT);
+        if tls_check_secs == 0 || tls_check_secs > TLS_CHECK_SECS_MAX {
+            return Err(format!(
+                "tls_check_secs: {tls_check_secs} is outside 1..={TLS_CHECK_SECS_MAX}"
+            ));
+        }
         Ok(NodeConfig {
             id,
             name: raw
@@ -122,10 +201,14 @@ impl NodeConfig {
                 .unwrap_or_else(|| format!("{id} 便民服务中心")),
             store: resolve(raw.store.unwrap_or_else(|| PathBuf::from("store"))),
             clerk_listen,
-            parent: raw.parent,
+            parent,
             cert: raw.cert.map(resolve),
             key: raw.key.map(resolve),
             ca: raw.ca.map(resolve),
+            crl: raw.crl.map(resolve),
+            listen,
+            stall_after_ms: stall_after_secs * 1000,
+            tls_check_every: Duration::from_secs(tls_check_secs),
             cache_bytes: cache_mib * 1024 * 1024,
         })
     }
@@ -142,6 +225,9 @@ mod tests {
         assert_eq!(ok.store, PathBuf::from("/etc/yimen/store"));
         assert_eq!(ok.clerk_listen.to_string(), CLERK_LISTEN_DEFAULT);
         assert_eq!(ok.cache_bytes, 8 * 1024 * 1024);
+        assert_eq!(ok.tls_check_every, crate::tls::CHECK_EVERY_DEFAULT);
+        let quick = NodeConfig::parse("id = \"430421105204\"\ntls_check_secs = 1", base).unwrap();
+        assert_eq!(quick.tls_check_every, Duration::from_secs(1));
         let cases = [
             ("", "missing field `id`"),
             ("id = \"430421000204\"", "id:"),
@@ -150,6 +236,10 @@ mod tests {
                 "not a loopback",
             ),
             ("id = \"430421105204\"\ncache_mib = 0", "cache_mib"),
+            (
+                "id = \"430421105204\"\ntls_check_secs = 0",
+                "tls_check_secs",
+            ),
             (
                 "id = \"430421105204\"\nstroe = \"x\"",
                 "unknown field `stroe`",

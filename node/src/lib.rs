@@ -13,4 +13,5 @@ pub mod print;
 pub mod register;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod tls;

@@ -7,12 +7,14 @@
 //! * After a failed sync the node refuses every further operation (its memory may be ahead
 //!   of its disk): it stops rather than confirm what may be lost.
 //! * One writer: only the node thread touches the register.
+//! * A node being refilled by its parent writes nothing for a clerk (no case number, case
+//!   event or request) until it is whole: its copy of a case may lack events the parent holds.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use yimen_core::calendar::{Calendar, CalendarError};
 use yimen_core::case::{
@@ -27,7 +29,10 @@ use yimen_core::person::{Applicant, IdNumber, PersonName, Status};
 use yimen_core::routing::{self, Custodian, RoutingError};
 
 use crate::clock::Clock;
-use crate::register::{DayEntry, Register, RegisterError};
+use yimen_core::link::{self, Cursor, Resume, WireEvent};
+use yimen_core::topology::Topology;
+
+use crate::register::{DayEntry, ReceiveError, Received, Register, RegisterError};
 use crate::store::Store;
 
 /// Operations waiting for the node thread; beyond this, callers wait (backpressure).
@@ -127,6 +132,31 @@ pub enum ClerkOp {
     },
 }
 
+impl ClerkOp {
+    /// Whether the operation writes (an event, a request, a number): refused while the node
+    /// is being refilled.
+    pub fn writes(&self) -> bool {
+        match self {
+            ClerkOp::Apply { .. }
+            | ClerkOp::Precheck { .. }
+            | ClerkOp::Forward { .. }
+            | ClerkOp::Supplement { .. }
+            | ClerkOp::Assist { .. }
+            | ClerkOp::Complete { .. }
+            | ClerkOp::Correct { .. }
+            | ClerkOp::Relay { .. }
+            | ClerkOp::Evaluate { .. } => true,
+            ClerkOp::ListItems
+            | ClerkOp::Guide { .. }
+            | ClerkOp::GetCase { .. }
+            | ClerkOp::ListCases { .. }
+            | ClerkOp::Register { .. }
+            | ClerkOp::Calendar
+            | ClerkOp::AddWorkingDays { .. } => false,
+        }
+    }
+}
+
 /// A correction as typed.
 #[derive(Clone, Debug)]
 pub enum CorrectionInput {
@@ -174,6 +204,8 @@ pub enum ClerkError {
     Register(#[from] RegisterError),
     #[error("the node has stopped after a storage failure: {0}")]
     Stopped(String),
+    #[error("the node is being refilled by its parent and numbers no case until it is whole")]
+    Refilling,
 }
 
 impl ClerkError {
@@ -189,6 +221,10 @@ impl ClerkError {
             ClerkError::Register(e) => e.reason_zh(),
             ClerkError::Stopped(_) => {
                 "本机数据存储故障，节点已停止受理；请联系乡镇管理员".to_owned()
+            }
+            ClerkError::Refilling => {
+                "本机正在从上级节点恢复数据，恢复完成前暂不能受理新办件；请保持网络连通，稍后再试"
+                    .to_owned()
             }
         }
     }
@@ -223,6 +259,12 @@ impl<S: Store> Node<S> {
     pub fn handle(&mut self, op: ClerkOp) -> Reply {
         if let Some(why) = &self.stopped {
             return Err(ClerkError::Stopped(why.clone()));
+        }
+        if self.register.refilling() && op.writes() {
+            // A store being refilled may lack events of its cases (a lost store, an older
+            // copy): an event written on such a case would fork it from what the parent
+            // holds, and a request id could repeat one already issued. Reads are served.
+            return Err(ClerkError::Refilling);
         }
         let now = self.clock.beijing();
         match op {
@@ -687,11 +729,163 @@ fn material_set(codes: Vec<String>) -> BTreeSet<MaterialCode> {
         .collect()
 }
 
+/// What the sync driver asks of the node thread (the register's side of a link).
+#[derive(Debug)]
+pub enum LinkOp {
+    /// What this node states at a handshake with `peer`.
+    State { peer: NodeId },
+    /// Where to resume sending to `peer`, which stated `stated`; a store behind what the peer
+    /// saw takes a new epoch first (and the connection must start over).
+    Resume {
+        peer: NodeId,
+        stated: Option<Cursor>,
+    },
+    /// Durable outbox entries for `peer` from position `from`.
+    Outbox {
+        peer: NodeId,
+        from: u64,
+        refill: bool,
+        max_events: usize,
+        max_bytes: u64,
+    },
+    /// Events of `peer`'s stream to apply, then the cursor; answered after the group commit.
+    Receive {
+        peer: NodeId,
+        events: Vec<WireEvent>,
+        cursor: Cursor,
+    },
+    /// The parent's down stream reached what it held at a refilling handshake.
+    RefillDone,
+    /// Events and bytes of `peer`'s outbox after `after`.
+    Lag {
+        peer: NodeId,
+        after: u64,
+        refill: bool,
+    },
+    /// The topology in force (for authorising peers).
+    Topology,
+}
+
+/// What the node states at a handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkState {
+    pub epoch: u64,
+    /// Where this node stands in the peer's stream.
+    pub cursor: Option<Cursor>,
+    /// This node waits for its parent to refill it.
+    pub refill: bool,
+    /// The last position of the peer's outbox (refill-only entries included).
+    pub outbox_end: u64,
+    /// This node's parent in the topology.
+    pub parent: Option<NodeId>,
+}
+
+/// The node thread's answers to the sync driver.
+#[derive(Debug)]
+pub enum LinkReply {
+    State(LinkState),
+    Resume(Resume),
+    /// The store was behind: it took this new epoch; start the connection over.
+    NewEpoch(u64),
+    /// Entries, and the last position examined.
+    Outbox(Vec<WireEvent>, u64),
+    Received(Received),
+    Done,
+    Lag(u64, u64),
+    Topology(Box<Topology>),
+}
+
+/// Why a link operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkOpError {
+    #[error(transparent)]
+    Receive(#[from] ReceiveError),
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+    #[error("the node has stopped: {0}")]
+    Stopped(String),
+}
+
+type LinkResult = Result<LinkReply, LinkOpError>;
+
+impl<S: Store> Node<S> {
+    /// Carries out one link operation (not yet durable: `sync` follows, per group).
+    pub fn handle_link(&mut self, op: LinkOp) -> LinkResult {
+        if let Some(why) = &self.stopped {
+            return Err(LinkOpError::Stopped(why.clone()));
+        }
+        let reg = &mut self.register;
+        Ok(match op {
+            LinkOp::State { peer } => LinkReply::State(LinkState {
+                epoch: reg.epoch.0,
+                cursor: reg.cursor(peer)?,
+                refill: reg.refilling(),
+                outbox_end: reg.outbox_end(peer)?,
+                parent: reg.parent(),
+            }),
+            LinkOp::Resume { peer, stated } => {
+                let decision = link::resume(stated.as_ref(), &*reg);
+                match decision.needs_new_epoch(reg.epoch.0) {
+                    None => LinkReply::Resume(decision),
+                    Some(needs) => {
+                        tracing::warn!(node = %reg.node, %peer, "a peer saw more of this store than it holds");
+                        let refill = reg.parent().is_some();
+                        let epoch =
+                            reg.take_new_epoch(&needs, crate::server::new_epoch(), refill)?;
+                        LinkReply::NewEpoch(epoch.0)
+                    }
+                }
+            }
+            LinkOp::Outbox {
+                peer,
+                from,
+                refill,
+                max_events,
+                max_bytes,
+            } => {
+                let (entries, scanned) =
+                    reg.outbox_scan(peer, from, refill, max_events, max_bytes)?;
+                LinkReply::Outbox(entries, scanned)
+            }
+            LinkOp::Receive {
+                peer,
+                events,
+                cursor,
+            } => LinkReply::Received(reg.receive(peer, events, cursor)?),
+            LinkOp::RefillDone => {
+                reg.refill_done()?;
+                LinkReply::Done
+            }
+            LinkOp::Lag {
+                peer,
+                after,
+                refill,
+            } => {
+                let (events, bytes) = reg.outbox_lag(peer, after, refill)?;
+                LinkReply::Lag(events, bytes)
+            }
+            LinkOp::Topology => LinkReply::Topology(Box::new(reg.topology.clone())),
+        })
+    }
+}
+
+enum Msg {
+    Clerk(ClerkOp, oneshot::Sender<Reply>),
+    Link(LinkOp, oneshot::Sender<LinkResult>),
+}
+
+enum Done {
+    Clerk(oneshot::Sender<Reply>, Reply),
+    Link(oneshot::Sender<LinkResult>, LinkResult),
+}
+
 /// A handle to a running node thread.
 #[derive(Clone)]
 pub struct NodeHandle {
-    tx: mpsc::Sender<(ClerkOp, oneshot::Sender<Reply>)>,
+    tx: mpsc::Sender<Msg>,
     pub id: NodeId,
+    /// The position of the last durable event: link senders read up to it.
+    pub durable: watch::Receiver<u64>,
 }
 
 impl NodeHandle {
@@ -699,11 +893,19 @@ impl NodeHandle {
     pub async fn call(&self, op: ClerkOp) -> Reply {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send((op, tx))
+            .send(Msg::Clerk(op, tx))
             .await
             .map_err(|_| ClerkError::Stopped("the node thread has ended".to_owned()))?;
         rx.await
             .map_err(|_| ClerkError::Stopped("the node thread has ended".to_owned()))?
+    }
+
+    /// Runs a link operation and waits for its durable reply.
+    pub async fn link(&self, op: LinkOp) -> LinkResult {
+        let (tx, rx) = oneshot::channel();
+        let ended = || LinkOpError::Stopped("the node thread has ended".to_owned());
+        self.tx.send(Msg::Link(op, tx)).await.map_err(|_| ended())?;
+        rx.await.map_err(|_| ended())?
     }
 }
 
@@ -711,33 +913,57 @@ impl NodeHandle {
 pub fn spawn<S: Store>(
     mut node: Node<S>,
 ) -> std::io::Result<(NodeHandle, std::thread::JoinHandle<()>)> {
-    let (tx, mut rx) = mpsc::channel::<(ClerkOp, oneshot::Sender<Reply>)>(QUEUE_MAX);
+    let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE_MAX);
     let id = node.register.node;
+    let (durable_tx, durable) = watch::channel(node.register.durable_position());
     let thread = std::thread::Builder::new()
         .name(format!("node-{id}"))
         .spawn(move || {
-            let mut pending: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::with_capacity(GROUP_MAX);
-            while let Some((op, reply)) = rx.blocking_recv() {
-                pending.push((reply, node.handle(op)));
+            let mut pending: Vec<Done> = Vec::with_capacity(GROUP_MAX);
+            let run = |node: &mut Node<S>, msg: Msg| match msg {
+                Msg::Clerk(op, reply) => Done::Clerk(reply, node.handle(op)),
+                Msg::Link(op, reply) => Done::Link(reply, node.handle_link(op)),
+            };
+            while let Some(msg) = rx.blocking_recv() {
+                pending.push(run(&mut node, msg));
                 while pending.len() < GROUP_MAX {
                     match rx.try_recv() {
-                        Ok((op, reply)) => pending.push((reply, node.handle(op))),
+                        Ok(msg) => pending.push(run(&mut node, msg)),
                         Err(_) => break,
                     }
                 }
                 let synced = node.sync();
-                for (reply, result) in pending.drain(..) {
-                    let result = match (&synced, result) {
-                        (Err(e), _) => Err(ClerkError::Stopped(e.to_string())),
-                        (Ok(()), r) => r,
-                    };
+                if synced.is_ok() {
+                    durable_tx.send_if_modified(|d| {
+                        let now = node.register.durable_position();
+                        let changed = *d != now;
+                        *d = now;
+                        changed
+                    });
+                }
+                for done in pending.drain(..) {
                     // The caller may have gone away (client hung up): nothing to do.
-                    let _ = reply.send(result);
+                    match done {
+                        Done::Clerk(reply, result) => {
+                            let result = match (&synced, result) {
+                                (Err(e), _) => Err(ClerkError::Stopped(e.to_string())),
+                                (Ok(()), r) => r,
+                            };
+                            let _ = reply.send(result);
+                        }
+                        Done::Link(reply, result) => {
+                            let result = match (&synced, result) {
+                                (Err(e), _) => Err(LinkOpError::Stopped(e.to_string())),
+                                (Ok(()), r) => r,
+                            };
+                            let _ = reply.send(result);
+                        }
+                    }
                 }
             }
             // Every handle dropped: make sure the last group is durable (it already is,
             // replies wait for it), and end.
             let _ = node.sync();
         })?;
-    Ok((NodeHandle { tx, id }, thread))
+    Ok((NodeHandle { tx, id, durable }, thread))
 }

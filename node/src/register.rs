@@ -26,6 +26,11 @@ use yimen_proto::pb;
 
 use crate::store::{Batch, Epoch, Mark, Opened, Store, StoreError};
 
+mod inspect;
+mod replica;
+pub use inspect::{InspectError, inspect, inspect_store};
+pub use replica::{ReceiveError, Received};
+
 /// Cases kept decoded in memory; the rest are read from the store (sled's own cache keeps the
 /// hot pages). A day's work at a village counter is tens of cases; this bounds memory at
 /// about 2 MiB.
@@ -50,6 +55,13 @@ mod key {
     pub const BY_DUE: &[u8] = b"id/";
     pub const BY_DAY: &[u8] = b"iday/";
     pub const REQUEST: &[u8] = b"rq/";
+    pub const OWN_SEQ: &[u8] = b"m/own_seq";
+    pub const REFILL: &[u8] = b"m/refill";
+    pub const EVENT_ID: &[u8] = b"x/";
+    pub const OUTBOX: &[u8] = b"o/";
+    pub const CURSOR: &[u8] = b"k/";
+    pub const HELD: &[u8] = b"hb/";
+    pub const QUARANTINE: &[u8] = b"q/";
 
     pub fn join(parts: &[&[u8]]) -> Vec<u8> {
         parts.concat()
@@ -92,6 +104,20 @@ pub struct Bootstrap {
     pub catalog: Catalog,
 }
 
+/// What to do with a store that is behind its own high-water mark (an older copy, or a new
+/// store beside the mark of a lost one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Stop with an error naming the problem: a node without a parent has nothing to be
+    /// refilled from.
+    Stop,
+    /// The node has peers to be refilled from: take a new epoch (above every one used, from
+    /// this fresh value). With `from_parent`, ask the parent to refill it and number nothing
+    /// until then; a new store waits for its parent too, as it may replace a lost one whose
+    /// numbers only the parent knows. (A hub's children re-send their tails by themselves.)
+    Refill { fresh_epoch: u64, from_parent: bool },
+}
+
 /// One entry of the register of a day.
 #[derive(Clone, Debug)]
 pub struct DayEntry {
@@ -111,6 +137,10 @@ pub struct Register<S: Store> {
     pub topology: Topology,
     pub catalog: Catalog,
     request_seq: u64,
+    /// The origin sequence of the last event this node wrote in its current epoch.
+    own_seq: u64,
+    /// The node waits for its parent to refill it (it numbers no case meanwhile).
+    refill: bool,
     /// Something other than an event (a request, the calendar, a counter) was applied since
     /// the last sync: the next reply must wait for a sync too.
     unsynced_writes: bool,
@@ -137,12 +167,14 @@ fn status_byte(s: CaseStatus) -> u8 {
 
 impl<S: Store> Register<S> {
     /// Opens the register over an opened store: a new store is initialised from `bootstrap`;
-    /// an existing one must belong to `node` and hold the event its high-water mark names.
+    /// an existing one must belong to `node` and hold the event its high-water mark names
+    /// (else `recovery` says whether to stop or to take a new epoch and be refilled).
     pub fn open(
         store: S,
         opened: Opened,
         node: NodeId,
         bootstrap: Bootstrap,
+        recovery: Recovery,
     ) -> Result<Register<S>, RegisterError> {
         let stored_node = store.get(key::NODE)?;
         let mut reg = Register {
@@ -157,6 +189,8 @@ impl<S: Store> Register<S> {
             topology: bootstrap.topology,
             catalog: bootstrap.catalog,
             request_seq: 0,
+            own_seq: 0,
+            refill: false,
             unsynced_writes: false,
             cases: HashMap::new(),
         };
@@ -170,7 +204,53 @@ impl<S: Store> Register<S> {
                 b.put(key::TOPOLOGY, encode(&reg.topology));
                 b.put(key::CATALOG, encode(&reg.catalog));
                 reg.store.apply(&b)?;
-                reg.store.sync(Mark::default())?;
+                let lost = opened.mark.filter(|m| m.position > 0);
+                match (recovery, lost) {
+                    (Recovery::Stop, Some(m)) => {
+                        return Err(StoreError::BehindMark {
+                            path: reg.label(),
+                            mark_position: m.position,
+                            store_position: 0,
+                        }
+                        .into());
+                    }
+                    (Recovery::Stop, None) => {}
+                    (
+                        Recovery::Refill {
+                            fresh_epoch,
+                            from_parent,
+                        },
+                        lost,
+                    ) => {
+                        if let Some(m) = lost {
+                            tracing::warn!(node = %node, lost_position = m.position, "a new store beside the high-water mark of a lost one: waiting for its peers to refill it");
+                            if m.epoch >= reg.epoch.0 {
+                                // The new store's epoch came out at or below the lost one's (a
+                                // clock set back): take one above every epoch used.
+                                let needs = yimen_core::link::NeedsNewEpoch {
+                                    behind: yimen_core::link::Behind::HighWaterMark {
+                                        mark: yimen_core::link::Mark {
+                                            epoch: m.epoch,
+                                            position: m.position,
+                                            digest: m.digest,
+                                        },
+                                        have: 0,
+                                    },
+                                    floor: m.epoch,
+                                };
+                                reg.take_new_epoch(&needs, fresh_epoch, from_parent)?;
+                            }
+                        }
+                        if from_parent {
+                            reg.start_refill()?;
+                        }
+                    }
+                }
+                reg.store.sync(Mark {
+                    epoch: reg.epoch.0,
+                    ..Mark::default()
+                })?;
+                reg.unsynced_writes = false;
             }
             Some(bytes) => {
                 let stored = String::from_utf8_lossy(&bytes).into_owned();
@@ -187,16 +267,43 @@ impl<S: Store> Register<S> {
                 if let Some(b) = reg.store.get(key::REQUEST_SEQ)? {
                     reg.request_seq = decode("request counter", &b)?;
                 }
+                if let Some(b) = reg.store.get(key::REFILL)? {
+                    reg.refill = decode("refill flag", &b)?;
+                }
                 if let Some((k, v)) = reg.store.last(key::EVENT)? {
                     let position = position_of(&k)?;
                     reg.next_position = position + 1;
                     reg.last_mark = Mark {
+                        epoch: reg.epoch.0,
                         position,
                         digest: *blake3::hash(&v).as_bytes(),
                     };
                 }
-                reg.check_mark(opened.mark)?;
+                // Stores written before origin sequences were counted apart numbered their
+                // own events by position.
+                reg.own_seq = match reg.store.get(key::OWN_SEQ)? {
+                    Some(b) => decode("own sequence", &b)?,
+                    None => reg.last_mark.position,
+                };
                 reg.synced_mark = reg.last_mark;
+                let mark = opened.mark.map(|m| yimen_core::link::Mark {
+                    epoch: m.epoch,
+                    position: m.position,
+                    digest: m.digest,
+                });
+                let behind = yimen_core::link::check_store(&reg, mark.as_ref(), None);
+                match (recovery, behind) {
+                    (
+                        Recovery::Refill {
+                            fresh_epoch,
+                            from_parent,
+                        },
+                        Err(needs),
+                    ) => {
+                        reg.take_new_epoch(&needs, fresh_epoch, from_parent)?;
+                    }
+                    _ => reg.check_mark(opened.mark)?,
+                }
             }
         }
         Ok(reg)
@@ -221,6 +328,17 @@ impl<S: Store> Register<S> {
             }
             return Ok(());
         };
+        if mark.epoch != self.epoch.0 && (mark.position > 0 || self.last_mark.position > 0) {
+            return Err(StoreError::Corrupt {
+                path: self.label(),
+                detail: format!(
+                    "the high-water mark was written under epoch {}, but the store has epoch {}: it is a copy from before the node took a new epoch",
+                    Epoch(mark.epoch),
+                    self.epoch
+                ),
+            }
+            .into());
+        }
         if mark.position == 0 {
             return Ok(());
         }
@@ -307,16 +425,14 @@ impl<S: Store> Register<S> {
         before: Option<&Case>,
         after: &Case,
     ) -> Result<u64, RegisterError> {
-        let mut b = Batch::default();
         let payload: pb::CaseEventPayload = event.into();
         let position = self.next_position;
-        let origin_seq = position;
         let wire = pb::Event {
             envelope: Some(pb::EventEnvelope {
                 id: Some(pb::EventId {
                     origin: self.node.to_string(),
                     epoch: self.epoch.0,
-                    seq: origin_seq,
+                    seq: self.own_seq + 1,
                 }),
                 case_id: event.case.to_string(),
                 case_seq: event.seq,
@@ -333,9 +449,27 @@ impl<S: Store> Register<S> {
             payload: payload.encode_to_vec(),
         }
         .encode_to_vec();
-        let digest = *blake3::hash(&wire).as_bytes();
+        let mut b = Batch::default();
+        self.case_ops(&mut b, position, event, before, after);
+        if before.is_none() {
+            b.put(key::COUNTER, encode(&self.counter));
+        }
+        let position = self.append_own(wire, b)?;
+        self.cache(after.clone());
+        Ok(position)
+    }
+
+    /// The case-state part of a case event's batch: the state, the case-event index, the
+    /// status, deadline and day indexes.
+    fn case_ops(
+        &self,
+        b: &mut Batch,
+        position: u64,
+        event: &CaseEvent,
+        before: Option<&Case>,
+        after: &Case,
+    ) {
         let number = event.case.to_string();
-        b.put(event_key(position), wire);
         b.put(
             key::join(&[key::CASE_EVENT, number.as_bytes(), &event.seq.to_be_bytes()]),
             position.to_be_bytes().to_vec(),
@@ -357,14 +491,6 @@ impl<S: Store> Register<S> {
             ]),
             number.into_bytes(),
         );
-        if before.is_none() {
-            b.put(key::COUNTER, encode(&self.counter));
-        }
-        self.store.apply(&b)?;
-        self.next_position += 1;
-        self.last_mark = Mark { position, digest };
-        self.cache(after.clone());
-        Ok(position)
     }
 
     /// Stores a request raised here (to be relayed to the custodian by the sync driver).
@@ -531,4 +657,49 @@ fn due_key(c: &Case) -> Vec<u8> {
         &key::day(c.deadline.due),
         c.number.to_string().as_bytes(),
     ])
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test"
+)]
+mod tests {
+    use super::*;
+    use crate::store::mem::MemStore;
+
+    fn beside_lost_mark(store_epoch: u64, lost_epoch: u64) -> Register<MemStore> {
+        let node: NodeId = "430421105204".parse().unwrap();
+        let (store, opened) = MemStore::new(Epoch(store_epoch));
+        let opened = Opened {
+            mark: Some(Mark {
+                epoch: lost_epoch,
+                position: 3,
+                digest: [7; 32],
+            }),
+            ..opened
+        };
+        let recovery = Recovery::Refill {
+            fresh_epoch: store_epoch,
+            from_parent: true,
+        };
+        Register::open(
+            store,
+            opened,
+            node,
+            crate::server::bootstrap(node),
+            recovery,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_new_store_beside_a_lost_mark_takes_an_epoch_above_the_lost_one() {
+        let reg = beside_lost_mark(5, 1 << 40);
+        assert!(reg.epoch.0 > 1 << 40, "epoch {}", reg.epoch);
+        assert!(reg.refilling());
+        let reg = beside_lost_mark(1 << 40, 5);
+        assert_eq!(reg.epoch, Epoch(1 << 40), "already above: kept");
+        assert!(reg.refilling());
+    }
 }

@@ -14,9 +14,10 @@
 //! does the same at once. A reload that fails (key not matching the certificate, unreadable
 //! file, a certificate naming another identity) keeps the old material and is retried.
 //!
-//! Invariants: ring is the only crypto provider; client certificates are required; a node's
-//! identity does not change across reloads; handlers see a [`PeerId`] (inside
-//! [`Authenticated`]), never a raw certificate.
+//! Invariants: ring is the only crypto provider; client certificates are required and checked
+//! (CA, CRL) on every connection: the server resumes no session; a node's identity does not
+//! change across reloads; handlers see a [`PeerId`] (inside [`Authenticated`]), never a raw
+//! certificate.
 
 mod authz;
 
@@ -486,6 +487,12 @@ impl ReloadingServerConfig {
             .with_client_cert_verifier(Arc::new(ClientVerifier(reloader.clone())))
             .with_cert_resolver(Arc::new(CertResolver(reloader.clone())));
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        // No session resumption: a resumed TLS 1.3 session skips both the client-certificate
+        // check (a revoked certificate would keep connecting on its ticket) and the
+        // certificate resolver (where a reload is noticed). Links are long-lived, so a full
+        // handshake per connection costs nothing that matters.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         Ok(ReloadingServerConfig {
             reloader,
             config: Arc::new(config),
@@ -604,6 +611,8 @@ pub fn incoming(
                     continue;
                 }
             };
+            // Small frames (acks, credits) must not wait on Nagle and delayed ACKs.
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -803,8 +812,16 @@ pub fn server_name_for(server: &PeerId, addr: SocketAddr) -> ServerName<'static>
 }
 
 /// A tonic channel to `addr` over TLS with `config` (from [`client_config`], or any rustls
-/// client configuration offering ALPN `h2`). With TLS 1.3 a client the server refuses still
-/// connects: the refusal comes on the first call.
+/// client configuration offering ALPN `h2`).
+///
+/// With TLS 1.3 the client's handshake ends before the server has checked the client's
+/// certificate, so a refused client would still "connect" and its first call would fail with
+/// whatever hyper makes of the closed connection (often a bare "operation was canceled:
+/// connection closed", the server's alert lost). So the dial also waits, within
+/// [`HANDSHAKE_TIMEOUT`], for the server's first bytes (an HTTP/2 server sends its SETTINGS
+/// at once): a refusal fails the dial with the server's alert (`received fatal alert:
+/// CertificateRevoked`, `UnknownCA`, `CertificateRequired`); the bytes read are handed on to
+/// HTTP/2 unchanged.
 pub async fn connect(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
@@ -815,13 +832,112 @@ pub async fn connect(
         let connector = connector.clone();
         let server_name = server_name.clone();
         async move {
-            let tcp = TcpStream::connect(addr).await?;
-            let tls = connector.connect(server_name, tcp).await?;
-            Ok::<_, io::Error>(TokioIo::new(tls))
+            let dial = async {
+                let tcp = TcpStream::connect(addr).await?;
+                let _ = tcp.set_nodelay(true);
+                let tls = connector.connect(server_name, tcp).await?;
+                AcceptedStream::confirm(tls).await
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, dial).await {
+                Ok(dialled) => dialled.map(TokioIo::new),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no TLS connection with {addr} within {HANDSHAKE_TIMEOUT:?}"),
+                )),
+            }
         }
     });
     Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(HANDSHAKE_TIMEOUT)
+        // A dead link (a 4G modem that lost its carrier) is noticed by HTTP/2 pings.
+        .http2_keep_alive_interval(crate::sync::KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(crate::sync::KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
         .connect_with_connector(dial)
         .await
+}
+
+/// A client's TLS stream once the server has shown it accepted the handshake (it sent its
+/// first bytes); those bytes are read again first.
+#[derive(Debug)]
+struct AcceptedStream<S> {
+    head: Vec<u8>,
+    read: usize,
+    inner: S,
+}
+
+/// Bytes read while waiting for the server's first ones: more than an HTTP/2 SETTINGS frame.
+const FIRST_READ_BYTES: usize = 4096;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AcceptedStream<S> {
+    /// Waits for the server's first bytes: a TLS alert (the server refused our certificate)
+    /// is returned as the error rustls reports, naming the alert.
+    async fn confirm(mut inner: S) -> io::Result<AcceptedStream<S>> {
+        use tokio::io::AsyncReadExt;
+        let mut head = vec![0; FIRST_READ_BYTES];
+        let n = inner.read(&mut head).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection right after the TLS handshake",
+            ));
+        }
+        head.truncate(n);
+        Ok(AcceptedStream {
+            head,
+            read: 0,
+            inner,
+        })
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for AcceptedStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.read < this.head.len() {
+            let n = buf.remaining().min(this.head.len() - this.read);
+            buf.put_slice(&this.head[this.read..this.read + n]);
+            this.read += n;
+            if this.read == this.head.len() {
+                this.head = Vec::new();
+                this.read = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for AcceptedStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }

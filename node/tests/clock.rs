@@ -52,7 +52,14 @@ async fn with_node<T>(
     clock: &ManualClock,
     f: impl AsyncFnOnce(&NodeHandle) -> T,
 ) -> T {
-    let (handle, thread) = server::open_at(dir, id(), 4 << 20, Arc::new(clock.clone())).unwrap();
+    let (handle, thread) = server::open_at(
+        dir,
+        id(),
+        4 << 20,
+        Arc::new(clock.clone()),
+        yimen_node::register::Recovery::Stop,
+    )
+    .unwrap();
     let out = f(&handle).await;
     drop(handle);
     tokio::task::spawn_blocking(move || thread.join().unwrap())
