@@ -1,5 +1,6 @@
-//! The `yimen-hub` command line: the deployment's PKI (the county keeps the CA) and the
-//! hub's own key. Keys are made where they live; only signing requests travel.
+//! The `yimen-hub` command line: serving a hub (the node shell with children's links), link
+//! status, the deployment's PKI (the county keeps the CA) and the hub's own key. Keys are made
+//! where they live; only signing requests travel.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,6 +23,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve a hub from its config file (the node's format; `listen` serves children's
+    /// links, `parent` dials the hub's own parent) until SIGINT/SIGTERM.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Every link of the hub (to its parent, from its children): state, lag, last success.
+    Links {
+        /// The hub's clerk/admin API (loopback).
+        #[arg(long, env = "YIMEN_HUB", default_value = yimen_node::cli::NODE_DEFAULT)]
+        hub: String,
+        /// Print one JSON document instead of readable text.
+        #[arg(long)]
+        json: bool,
+    },
     /// The deployment's certificate authority.
     Pki {
         #[command(subcommand)]
@@ -85,6 +101,13 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     let fail = |e: String| anyhow!(Reported(e));
     match cli.command {
+        Command::Serve { config } => yimen_node::cli::serve(&config, "yimen-hub")?,
+        Command::Links { hub, json } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(yimen_node::cli::links(&hub, json, out))?;
+        }
         Command::Pki { command } => match command {
             PkiCommand::Init { dir, trust_domain } => {
                 let files =

@@ -1,14 +1,28 @@
-//! `yimen-hub`: parse arguments, call the library.
+//! `yimen-hub`: parse arguments, install logging, call the library.
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = yimen_hub::cli::Cli::parse();
+    // Logs go to stderr, at info unless RUST_LOG says otherwise; personal data is never
+    // logged (masked at the source).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let mut out = std::io::stdout().lock();
     match yimen_hub::cli::run(cli, &mut out) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("yimen-hub: {e:#}");
+            if let Some(reported) = e.downcast_ref::<yimen_node::cli::Reported>() {
+                eprintln!("{reported}");
+            } else {
+                eprintln!("yimen-hub: {e:#}");
+            }
             std::process::ExitCode::FAILURE
         }
     }
