@@ -390,6 +390,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
 /// Serves a node or hub from its config file until SIGINT/SIGTERM; `program` names it in
 /// the ready line.
 pub fn serve(config: &std::path::Path, program: &str) -> anyhow::Result<()> {
+    serve_with_clock(config, program, Arc::new(SystemClock))
+}
+
+/// [`serve`] on the given clock (tests and training: `yimen-hub serve --clock-offset-secs`).
+pub fn serve_with_clock(
+    config: &std::path::Path,
+    program: &str,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> anyhow::Result<()> {
     let config = NodeConfig::load(config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -399,12 +408,10 @@ pub fn serve(config: &std::path::Path, program: &str) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.clerk_listen))?;
         let addr = listener.local_addr()?;
-        let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
         // The store opens (with every integrity check) before the node says it is ready.
         let opened = crate::server::open(&config, clock.clone())
             .map_err(|e| anyhow!(Reported(format!("{e}\n{}", e.reason_zh()))))?;
-        // The one line scripts and tests wait for.
-        println!("{program} {} serving the clerk API on {addr}", config.id);
+
         let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -413,7 +420,10 @@ pub fn serve(config: &std::path::Path, program: &str) -> anyhow::Result<()> {
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
             }
         };
-        crate::server::serve(&config, opened, listener, clock, shutdown)
+        let id = config.id;
+        // The one line scripts and tests wait for, once every listener is bound.
+        let ready = move || println!("{program} {id} serving the clerk API on {addr}");
+        crate::server::serve_notify(&config, opened, listener, clock, shutdown, ready)
             .await
             .map_err(|e| anyhow!(Reported(format!("{e}\n{}", e.reason_zh()))))
     })
@@ -969,9 +979,10 @@ pub fn case_json(c: &pb::CaseView) -> Value {
     })
 }
 
-fn case_text(c: &pb::CaseView) -> String {
+/// A case as clerks and desks read it: its facts, next step, deadline and history.
+pub fn case_text(c: &pb::CaseView) -> String {
     let mut s = format!(
-        "办件编号：{}\n事项：{}（{} 第{}版）\n申请人：{}\n状态：{}{}\n办理人：{}{}\n办结期限：{}{}\n",
+        "办件编号：{}\n事项：{}（{} 第{}版）\n申请人：{}\n状态：{}{}\n办理人：{}{}\n下一环节：{}\n办结期限：{}{}\n",
         c.number,
         c.item_name,
         c.item_code,
@@ -981,6 +992,11 @@ fn case_text(c: &pb::CaseView) -> String {
         if c.overdue { "（已逾期）" } else { "" },
         c.custodian,
         if c.received { "" } else { "（待签收）" },
+        if c.next_step.is_empty() {
+            "无"
+        } else {
+            &c.next_step
+        },
         from_pb_date(c.deadline.as_ref()),
         if c.deadline_provisional {
             "（暂定）"

@@ -27,6 +27,20 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system clock moved by a fixed offset: a box "days later" for tests and training
+/// (`yimen-hub serve --clock-offset-secs`). Never for production: every event it dates is off
+/// by the offset.
+#[derive(Clone, Copy, Debug)]
+pub struct OffsetClock {
+    pub offset: chrono::Duration,
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        SystemClock.now() + self.offset
+    }
+}
+
 /// A clock that says what it is told: fixed, or moved by hand (tests, the demo).
 #[derive(Clone, Debug)]
 pub struct ManualClock {

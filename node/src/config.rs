@@ -29,6 +29,9 @@
 //! # connection after this many seconds. Connections already open are not re-checked.
 //! # Default: 10.
 //! # tls_check_secs = 10
+//! # How often the custodian's timers run (公示 ends, deadline confirmations and warnings).
+//! # Default: 60.
+//! # desk_timer_secs = 60
 //! # sled's page cache, in MiB. Default: 8 (peak resident memory stays under 64 MiB with
 //! # 100,000 cases held; see `cargo bench -p yimen-node --bench footprint`).
 //! cache_mib = 8
@@ -68,6 +71,7 @@ struct Raw {
     listen: Option<String>,
     stall_after_secs: Option<u64>,
     tls_check_secs: Option<u64>,
+    desk_timer_secs: Option<u64>,
     cache_mib: Option<u64>,
 }
 
@@ -88,6 +92,8 @@ pub struct NodeConfig {
     pub stall_after_ms: u64,
     /// How often, at most, the link server re-reads its TLS files (`tls_check_secs`).
     pub tls_check_every: Duration,
+    /// How often the custodian's timers run (`desk_timer_secs`).
+    pub desk_timer_every: Duration,
     pub cache_bytes: u64,
 }
 
@@ -193,8 +199,17 @@ impl NodeConfig {
                 "tls_check_secs: {tls_check_secs} is outside 1..={TLS_CHECK_SECS_MAX}"
             ));
         }
+        let desk_timer_secs = raw
+            .desk_timer_secs
+            .unwrap_or(crate::desk::TIMER_EVERY.as_secs());
+        if !(1..=86_400).contains(&desk_timer_secs) {
+            return Err(format!(
+                "desk_timer_secs: {desk_timer_secs} is outside 1..=86400"
+            ));
+        }
         Ok(NodeConfig {
             id,
+            desk_timer_every: Duration::from_secs(desk_timer_secs),
             name: raw
                 .name
                 .filter(|n| !n.trim().is_empty())

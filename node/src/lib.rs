@@ -3,10 +3,13 @@
 //! Invariants: only this shell (and the hub's) reads the clock, touches the disk or opens
 //! sockets; the core receives time and state as inputs.
 
+pub mod author;
+pub mod backup;
 pub mod clerk;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod desk;
 pub mod node;
 pub mod pki;
 pub mod print;

@@ -35,6 +35,13 @@ use yimen_core::topology::Topology;
 use crate::register::{DayEntry, ReceiveError, Received, Register, RegisterError};
 use crate::store::Store;
 
+// Desk operations (township reviewers, county stations) and the custodian's timers.
+mod desk;
+pub use desk::{
+    DESK_CASES_MAX, DeskActor, DeskOp, DeskReply, DeskScope, InTransit, PendingCase,
+    TIMER_OPERATOR, TickReport,
+};
+
 /// Operations waiting for the node thread; beyond this, callers wait (backpressure).
 pub const QUEUE_MAX: usize = 1024;
 /// Most operations one group commit covers.
@@ -130,6 +137,13 @@ pub enum ClerkOp {
         from: NaiveDate,
         working_days: u32,
     },
+    /// Authoring (register/revision.rs): check a catalog, calendar or topology revision and,
+    /// unless `check_only`, publish it down this node's subtree.
+    Publish {
+        operator: String,
+        revision: Box<crate::register::Revision>,
+        check_only: bool,
+    },
 }
 
 impl ClerkOp {
@@ -145,7 +159,8 @@ impl ClerkOp {
             | ClerkOp::Complete { .. }
             | ClerkOp::Correct { .. }
             | ClerkOp::Relay { .. }
-            | ClerkOp::Evaluate { .. } => true,
+            | ClerkOp::Evaluate { .. }
+            | ClerkOp::Publish { .. } => true,
             ClerkOp::ListItems
             | ClerkOp::Guide { .. }
             | ClerkOp::GetCase { .. }
@@ -183,6 +198,8 @@ pub enum ClerkReply {
     Register(Vec<DayEntry>),
     Calendar(Box<Calendar>),
     Date(NaiveDate, u32),
+    /// What became of a revision (published, or refused with every problem).
+    Publication(Box<crate::register::Publication>),
 }
 
 /// Why an operation failed. Each maps to one gRPC code in `clerk.rs`.
@@ -416,6 +433,15 @@ impl<S: Store> Node<S> {
                     cal.add_working_days(from, working_days)?,
                     cal.version,
                 ))
+            }
+            ClerkOp::Publish {
+                operator,
+                revision,
+                check_only,
+            } => {
+                let operator = checked_operator(operator)?;
+                let publication = self.register.publish(*revision, &operator, check_only)?;
+                Ok(ClerkReply::Publication(Box::new(publication)))
             }
         }
     }
@@ -764,6 +790,8 @@ pub enum LinkOp {
     },
     /// The topology in force (for authorising peers).
     Topology,
+    /// A consistent copy of the store into `out` after a group commit (`crate::backup`).
+    Backup { out: std::path::PathBuf },
 }
 
 /// What the node states at a handshake.
@@ -793,6 +821,7 @@ pub enum LinkReply {
     Done,
     Lag(u64, u64),
     Topology(Box<Topology>),
+    Backup(crate::backup::Copied),
 }
 
 /// Why a link operation failed.
@@ -804,6 +833,8 @@ pub enum LinkOpError {
     Register(#[from] RegisterError),
     #[error("the node has stopped: {0}")]
     Stopped(String),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 type LinkResult = Result<LinkReply, LinkOpError>;
@@ -851,7 +882,13 @@ impl<S: Store> Node<S> {
                 peer,
                 events,
                 cursor,
-            } => LinkReply::Received(reg.receive(peer, events, cursor)?),
+            } => {
+                let received = reg.receive(peer, events, cursor)?;
+                for number in &received.arrived {
+                    self.sign_for(number);
+                }
+                LinkReply::Received(received)
+            }
             LinkOp::RefillDone => {
                 reg.refill_done()?;
                 LinkReply::Done
@@ -865,18 +902,62 @@ impl<S: Store> Node<S> {
                 LinkReply::Lag(events, bytes)
             }
             LinkOp::Topology => LinkReply::Topology(Box::new(reg.topology.clone())),
+            LinkOp::Backup { out } => LinkReply::Backup(crate::backup::copy(reg, &out)?),
         })
     }
 }
 
+/// The operator named on receipts the node writes by itself (首问责任制: every event names
+/// who acted; here the node, on the custodian's behalf).
+pub const AUTO_RECEIPT_OPERATOR: &str = "系统自动签收";
+
+impl<S: Store> Node<S> {
+    /// Signs for (签收) a case handed to this node, as its custodian: the receipt travels
+    /// back along the case's audience. A failure is logged and leaves the case in transit
+    /// (supervision lists it); it never fails the link.
+    fn sign_for(&mut self, number: &CaseNumber) {
+        let result = (|| -> Result<(), ClerkError> {
+            let Some(case) = self.register.case(number)? else {
+                return Ok(());
+            };
+            if case.custodian.node != self.register.node || case.received {
+                return Ok(());
+            }
+            let item = self.item_of(&case)?;
+            let rules = Rules { item: &item };
+            let actor = Actor {
+                custodian: case.custodian.clone(),
+                operator: AUTO_RECEIPT_OPERATOR.to_owned(),
+                at: self.clock.beijing(),
+                calendar: &self.register.calendar,
+            };
+            let event = case.propose(Command::Receive, &actor, &rules)?;
+            let mut after = case.clone();
+            after.apply(event.clone(), &rules)?;
+            self.register
+                .append_case_event(&event, Some(&case), &after)?;
+            tracing::info!(case = %number, custodian = %after.custodian, "signed for a case handed here");
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::warn!(case = %number, error = %e, "could not sign for a case handed here");
+        }
+    }
+}
+
+/// A desk operation's answer.
+pub type DeskResult = Result<DeskReply, ClerkError>;
+
 enum Msg {
     Clerk(ClerkOp, oneshot::Sender<Reply>),
     Link(LinkOp, oneshot::Sender<LinkResult>),
+    Desk(DeskOp, oneshot::Sender<DeskResult>),
 }
 
 enum Done {
     Clerk(oneshot::Sender<Reply>, Reply),
     Link(oneshot::Sender<LinkResult>, LinkResult),
+    Desk(oneshot::Sender<DeskResult>, DeskResult),
 }
 
 /// A handle to a running node thread.
@@ -898,6 +979,14 @@ impl NodeHandle {
             .map_err(|_| ClerkError::Stopped("the node thread has ended".to_owned()))?;
         rx.await
             .map_err(|_| ClerkError::Stopped("the node thread has ended".to_owned()))?
+    }
+
+    /// Runs a desk operation and waits for its durable reply.
+    pub async fn desk(&self, op: DeskOp) -> DeskResult {
+        let (tx, rx) = oneshot::channel();
+        let ended = || ClerkError::Stopped("the node thread has ended".to_owned());
+        self.tx.send(Msg::Desk(op, tx)).await.map_err(|_| ended())?;
+        rx.await.map_err(|_| ended())?
     }
 
     /// Runs a link operation and waits for its durable reply.
@@ -923,6 +1012,7 @@ pub fn spawn<S: Store>(
             let run = |node: &mut Node<S>, msg: Msg| match msg {
                 Msg::Clerk(op, reply) => Done::Clerk(reply, node.handle(op)),
                 Msg::Link(op, reply) => Done::Link(reply, node.handle_link(op)),
+                Msg::Desk(op, reply) => Done::Desk(reply, node.handle_desk(op)),
             };
             while let Some(msg) = rx.blocking_recv() {
                 pending.push(run(&mut node, msg));
@@ -954,6 +1044,13 @@ pub fn spawn<S: Store>(
                         Done::Link(reply, result) => {
                             let result = match (&synced, result) {
                                 (Err(e), _) => Err(LinkOpError::Stopped(e.to_string())),
+                                (Ok(()), r) => r,
+                            };
+                            let _ = reply.send(result);
+                        }
+                        Done::Desk(reply, result) => {
+                            let result = match (&synced, result) {
+                                (Err(e), _) => Err(ClerkError::Stopped(e.to_string())),
                                 (Ok(()), r) => r,
                             };
                             let _ = reply.send(result);

@@ -964,3 +964,35 @@ pub fn init_identity(
     let files = KeyFiles::for_peer(dir, &peer);
     Ok((peer, files))
 }
+
+/// Makes this box's key and signing request for `--operator NODE/NAME`: a person operating a
+/// hub (its desk, and at a county its decisions on quarantined cases and lost custodians).
+pub fn init_operator_identity(
+    dir: &Path,
+    trust_domain: &str,
+    operator: &str,
+) -> Result<(PeerId, KeyFiles), String> {
+    let td = TrustDomain::parse(trust_domain).map_err(|e| e.to_string())?;
+    let (node, name) = operator.split_once('/').ok_or_else(|| {
+        format!("--operator {operator:?}: expected NODE/NAME, e.g. 430421105000/wang.li")
+    })?;
+    let node = DivisionCode::parse(node.trim()).map_err(|e| format!("--operator: {e}"))?;
+    let name = OperatorName::parse(name.trim()).map_err(|e| e.to_string())?;
+    let peer = PeerId::operator(td, node, name);
+    init_key(dir, &peer).map_err(|e| e.to_string())?;
+    let files = KeyFiles::for_peer(dir, &peer);
+    Ok((peer, files))
+}
+
+/// The identity in the (first) certificate of a PEM file: a desk client finds the hub it
+/// belongs to from its own certificate.
+pub fn peer_id_of_pem_file(path: &Path) -> Result<PeerId, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let der = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .next()
+        .ok_or_else(|| format!("{}: no certificate", path.display()))?
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    peer_id_of(&der).map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -28,8 +28,10 @@ use crate::store::{Batch, Epoch, Mark, Opened, Store, StoreError};
 
 mod inspect;
 mod replica;
+mod revision;
 pub use inspect::{InspectError, inspect, inspect_store};
 pub use replica::{ReceiveError, Received};
+pub use revision::{AuthorRule, Publication, Published, Revision, RevisionKind, RevisionProblem};
 
 /// Cases kept decoded in memory; the rest are read from the store (sled's own cache keeps the
 /// hot pages). A day's work at a village counter is tens of cases; this bounds memory at
@@ -451,10 +453,15 @@ impl<S: Store> Register<S> {
         .encode_to_vec();
         let mut b = Batch::default();
         self.case_ops(&mut b, position, event, before, after);
-        if before.is_none() {
-            b.put(key::COUNTER, encode(&self.counter));
+        let mut copies = Vec::new();
+        match before {
+            None => b.put(key::COUNTER, encode(&self.counter)),
+            Some(before) => {
+                copies = self.backfill_ops(&mut b, after, &before.audience, position + 1, None)?;
+            }
         }
         let position = self.append_own(wire, b)?;
+        self.advance_past_copies(&copies);
         self.cache(after.clone());
         Ok(position)
     }
@@ -626,6 +633,12 @@ impl<S: Store> Register<S> {
 
     pub fn size_on_disk(&self) -> Result<u64, RegisterError> {
         Ok(self.store.size_on_disk()?)
+    }
+
+    /// The store, to read (a backup copies it whole: `crate::backup`). Writes go through
+    /// the register only.
+    pub fn store(&self) -> &S {
+        &self.store
     }
 }
 

@@ -248,10 +248,23 @@ pub async fn run(
 /// when set; then stops the links and lets the node thread make its last group durable.
 pub async fn serve(
     config: &NodeConfig,
+    opened: (NodeHandle, std::thread::JoinHandle<()>),
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), StartError> {
+    serve_notify(config, opened, listener, clock, shutdown, || {}).await
+}
+
+/// [`serve`], calling `ready` once every listener is bound and the parent link started (the
+/// moment a binary prints its ready line: children dialling it then find it listening).
+pub async fn serve_notify(
+    config: &NodeConfig,
     (handle, thread): (NodeHandle, std::thread::JoinHandle<()>),
     listener: TcpListener,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send,
+    ready: impl FnOnce() + Send,
 ) -> Result<(), StartError> {
     let board = Arc::new(LinkBoard::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -275,12 +288,27 @@ pub async fn serve(
         }
     };
     tasks.extend(links);
+    // The custodian's timers (desk.rs): 公示 ends, deadline confirmations and warnings.
+    tasks.push(tokio::spawn(crate::desk::run_timers(
+        handle.clone(),
+        config.desk_timer_every,
+        stop_rx.clone(),
+    )));
+    ready();
+    // Backups of the running store, on the loopback listener like the clerk API.
+    let backup = crate::backup::BackupService::new(handle.clone());
+    let author = handle.clone();
     let service = ClerkService::new(handle, config.name.clone(), clock);
     let addr = listener.local_addr().ok();
     tracing::info!(node = %config.id, clerk = ?addr, "serving the clerk API");
     let served = tonic::transport::Server::builder()
         .add_service(ClerkServer::new(service))
         .add_service(LinkAdminServer::new(LinkAdminService::new(board)))
+        // Authoring (author.rs): revisions published from the hub's own box.
+        .add_service(yimen_proto::pb::author_server::AuthorServer::new(
+            crate::author::AuthorService::new(author),
+        ))
+        .add_service(yimen_proto::pb::backup_server::BackupServer::new(backup))
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY a reply's trailer waits on Nagle and delayed ACKs (~40 ms).
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -361,14 +389,23 @@ async fn start_links(
         let replication = ReplicationServer::new(service)
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        // The desk (desk.rs) is served on this TLS listener only, authorised per call.
+        let desk = yimen_proto::pb::desk_server::DeskServer::new(crate::desk::DeskService::new(
+            ctx.node.clone(),
+            ctx.clock.clone(),
+        ));
         let mut stop = stop.clone();
-        tracing::info!(node = %config.id, replication = ?local, "serving children's links");
+        tracing::info!(node = %config.id, replication = ?local, "serving children's links and the desk");
         tasks.push(tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(crate::sync::KEEPALIVE_INTERVAL))
                 .http2_keepalive_timeout(Some(crate::sync::KEEPALIVE_TIMEOUT))
                 .add_service(tonic::service::interceptor::InterceptedService::new(
                     replication,
+                    tls::identify,
+                ))
+                .add_service(tonic::service::interceptor::InterceptedService::new(
+                    desk,
                     tls::identify,
                 ))
                 .serve_with_incoming_shutdown(incoming, async move {

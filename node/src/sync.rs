@@ -194,6 +194,9 @@ pub async fn run_parent_link(
     let parent_id = parent.division();
     let mut link = Link::new(ctx.backoff, ctx.stall_after_ms);
     let mut sender = Sender::new(ctx.limits);
+    // The parent is owed the "refill only" entries up to this position of its outbox (see
+    // `dial_and_run`); kept across connections.
+    let mut refill_owed: Option<u64> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -222,6 +225,7 @@ pub async fn run_parent_link(
             addr,
             &mut link,
             &mut sender,
+            &mut refill_owed,
             &mut shutdown,
         )
         .await;
@@ -258,6 +262,7 @@ async fn dial_and_run(
     addr: SocketAddr,
     link: &mut Link,
     sender: &mut Sender,
+    refill_owed: &mut Option<u64>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     let parent_id = parent.division();
@@ -337,14 +342,34 @@ async fn dial_and_run(
         ctx.node.link(LinkOp::RefillDone).await?;
     }
     link.handle_handshake(ctx.now_ms());
-    tracing::info!(%parent_id, version = agreed.version, resume = ?resume, refill = state.refill, "connected to the parent");
+    // The up stream includes "refill only" entries (this subtree's events the parent sent
+    // back, and every event received from the parent) when the parent may lack some:
+    // * it lost what it had of this node's stream (no cursor, or one of an older epoch of
+    //   this node: `FromStart`): send it everything again;
+    // * its store is new or restored: its epoch (the Welcome's) differs from the epoch of this
+    //   node's cursor of its stream. A root restored from a backup gets back, after the
+    //   position it states, the events it wrote after the backup that only its children hold
+    //   (it held every earlier one: its cursor of this stream is in the same backup).
+    // The decision holds for later connections, until the parent's resume position passes
+    // this node's outbox end at the decision (in memory: a connection cut meanwhile would find
+    // the cursor already of the new epoch and skip the rest).
+    let parent_new = state.cursor.is_some_and(|c| c.epoch != agreed.parent_epoch);
+    if matches!(resume, link::Resume::FromStart) || parent_new {
+        *refill_owed = Some(refill_owed.map_or(state.outbox_end, |e| e.max(state.outbox_end)));
+    }
+    let out_refill = match (*refill_owed, &resume) {
+        (Some(end), link::Resume::From(next)) if *next > end => {
+            *refill_owed = None;
+            false
+        }
+        (owed, _) => owed.is_some(),
+    };
+    tracing::info!(%parent_id, version = agreed.version, resume = ?resume, refill = state.refill, out_refill, "connected to the parent");
     let conn = Conn {
         ctx,
         peer: parent_id,
         direction: Direction::Parent,
-        // The parent lost what it had of this node (no cursor, or one of an older epoch):
-        // send it everything again, this node's refilled events too.
-        out_refill: matches!(resume, link::Resume::FromStart),
+        out_refill,
         refill_target,
     };
     conn.run(link, sender, receiver, inbound, out_tx, shutdown)

@@ -247,3 +247,184 @@ fn a_new_village_store_numbers_nothing_until_refilled_then_numbers_above_what_it
     assert_eq!((newest.id.epoch, newest.id.seq), (8, 1));
     assert!(up.iter().all(|e| e.id != newest.id));
 }
+
+/// What a node sends `peer` and the peer makes of it, through the node thread's link
+/// operation (receipts included).
+fn deliver(from: &mut Node<MemStore>, from_id: &str, to: &mut Node<MemStore>, to_id: &str) {
+    use yimen_node::node::{LinkOp, LinkReply};
+    let after = to
+        .register
+        .cursor(id(from_id))
+        .unwrap()
+        .map_or(0, |c| c.position);
+    let events = from
+        .register
+        .outbox(id(to_id), after + 1, false, 10_000, u64::MAX)
+        .unwrap();
+    if events.is_empty() {
+        return;
+    }
+    let cursor = cursor_of(&events, from.register.epoch.0);
+    let reply = to
+        .handle_link(LinkOp::Receive {
+            peer: id(from_id),
+            events,
+            cursor,
+        })
+        .unwrap();
+    assert!(matches!(reply, LinkReply::Received(_)));
+    to.sync().unwrap();
+}
+
+/// 同城通办: a village of 演陂镇 accepts 医疗救助 for a resident of 西渡镇 and forwards it to
+/// 西渡镇 for review. The case goes up to the county (the common ancestor) and down to 西渡镇,
+/// which never saw its beginning: the county copies the history to it, 西渡镇 signs for the
+/// case (签收) and the receipt travels back to the accepting village.
+#[test]
+fn a_handoff_across_townships_carries_the_history_and_the_receipt_comes_back() {
+    const T1: &str = TOWNSHIP;
+    const T2: &str = "430421100000";
+    const RESIDENT_VILLAGE: &str = "430421100201";
+    let (mut village, _) = open(VILLAGE, 7, Recovery::Stop);
+    let (mut t1, _) = open(T1, 8, Recovery::Stop);
+    let (mut county, _) = open(COUNTY, 9, Recovery::Stop);
+    let (mut t2, _) = open(T2, 10, Recovery::Stop);
+
+    let reply = village
+        .handle(ClerkOp::Apply {
+            operator: "测试员".to_owned(),
+            item_code: "430421-YB-0001".to_owned(),
+            applicant: ApplicantInput {
+                id_number: "11010519491231002X".to_owned(),
+                name: "张桂英".to_owned(),
+                household: RESIDENT_VILLAGE.to_owned(),
+                statuses: vec!["dibao".to_owned()],
+            },
+            materials: vec!["zyfp".to_owned(), "xnhpj".to_owned(), "dbz".to_owned()],
+            helper: None,
+        })
+        .unwrap();
+    let ClerkReply::Accepted(case, _) = reply else {
+        panic!("not accepted: {reply:?}");
+    };
+    let number = case.number.to_string();
+    for op in [
+        ClerkOp::Precheck {
+            operator: "测试员".to_owned(),
+            case: number.clone(),
+            opinion: "材料齐全".to_owned(),
+        },
+        ClerkOp::Forward {
+            operator: "测试员".to_owned(),
+            case: number.clone(),
+            to: None,
+            reason: "同城通办，转申请人户籍地乡镇审核".to_owned(),
+        },
+    ] {
+        village.handle(op).unwrap();
+    }
+    village.sync().unwrap();
+    let forwarded = village.register.case(&case.number).unwrap().unwrap();
+    assert_eq!(
+        forwarded.custodian.node.to_string(),
+        T2,
+        "routed to the resident's township"
+    );
+
+    deliver(&mut village, VILLAGE, &mut t1, T1);
+    deliver(&mut t1, T1, &mut county, COUNTY);
+    // 西渡镇 gets the forward and, copied by the county, the two events before it.
+    let to_t2 = outbox(&county, T2, false);
+    assert_eq!(to_t2.len(), 3, "the forward and the case's history");
+    deliver(&mut county, COUNTY, &mut t2, T2);
+    let at_t2 = t2
+        .register
+        .case(&case.number)
+        .unwrap()
+        .expect("西渡镇 holds the case");
+    assert!(at_t2.received, "西渡镇 signed for the case");
+    assert_eq!(at_t2.custodian.node.to_string(), T2);
+    // The receipt travels back: 西渡镇 → county → 演陂镇 → the village.
+    deliver(&mut t2, T2, &mut county, COUNTY);
+    deliver(&mut county, COUNTY, &mut t1, T1);
+    deliver(&mut t1, T1, &mut village, VILLAGE);
+    let back = village.register.case(&case.number).unwrap().unwrap();
+    assert!(back.received, "the accepting village sees the receipt");
+    assert_eq!(back.last_seq(), 4);
+    // Least knowledge: 演陂镇's other villages hold nothing of it.
+    assert!(outbox(&t1, "430421105200", false).is_empty());
+}
+
+/// A hub that speaks payload schema version 1 relays, stores and serves byte for byte the
+/// events of a newer schema its peers use, and routes events of a type it does not know by
+/// their envelope alone; neither changes its case state.
+#[test]
+fn newer_schemas_and_unknown_types_are_relayed_byte_for_byte_by_envelope() {
+    use prost::Message;
+    use yimen_proto::pb;
+    let (mut village, _) = open(VILLAGE, 7, Recovery::Stop);
+    let number = apply(&mut village, "代办");
+    let known = outbox(&village, TOWNSHIP, false);
+    let mut events = known.clone();
+    // Two events a newer village would write: a case event of schema version 2, and an
+    // event of a type this build does not know (150: a future case-event kind).
+    for (seq, (kind, schema)) in [(2u64, (100, 2u32)), (3, (150, 1))] {
+        let wire = pb::Event {
+            envelope: Some(pb::EventEnvelope {
+                id: Some(pb::EventId {
+                    origin: VILLAGE.to_owned(),
+                    epoch: 7,
+                    seq,
+                }),
+                case_id: number.clone(),
+                case_seq: seq,
+                r#type: kind,
+                schema_version: schema,
+                audience: Some(pb::Audience {
+                    subtree: String::new(),
+                    members: vec![VILLAGE.to_owned(), TOWNSHIP.to_owned()],
+                }),
+                signature: None,
+                materials: Vec::new(),
+                author: "新版本".to_owned(),
+            }),
+            payload: vec![0xde, 0xad, 0xbe, 0xef, seq as u8],
+        }
+        .encode_to_vec();
+        events.push(WireEvent {
+            id: yimen_core::link::EventId {
+                origin: VILLAGE.to_owned(),
+                epoch: 7,
+                seq,
+            },
+            position: 10 + seq,
+            digest: *blake3::hash(&wire).as_bytes(),
+            bytes: wire,
+        });
+    }
+    let (mut township, _) = open(TOWNSHIP, 9, Recovery::Stop);
+    let r = township
+        .register
+        .receive(id(VILLAGE), events.clone(), cursor_of(&events, 7))
+        .unwrap();
+    assert_eq!((r.stored, r.quarantined), (3, 0), "{r:?}");
+    township.sync().unwrap();
+    let case = township
+        .register
+        .case(&number.parse().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        case.last_seq(),
+        1,
+        "events it cannot read change nothing here"
+    );
+    // Up to the county, byte for byte, by the envelope alone.
+    let relayed = outbox(&township, COUNTY, false);
+    assert_eq!(relayed.len(), 3);
+    for (sent, got) in events.iter().zip(&relayed) {
+        assert_eq!(sent.bytes, got.bytes);
+        assert_eq!(sent.id, got.id);
+        assert_eq!(sent.digest, got.digest);
+    }
+}

@@ -10,14 +10,16 @@
 //! * Outbox entries are written when an event is applied, for the parent (events authored in
 //!   this node's subtree) and each child whose subtree holds an audience member, except the
 //!   peer the event came from; a child's own subtree's events are entered for it marked
-//!   "refill only", and so are, for the parent, this subtree's events the parent sent back
-//!   (a refill: a parent that later loses its store needs them again).
+//!   "refill only", and so is, for the parent, every event the parent sent (a parent that
+//!   later loses its store, or a root restored from a backup, needs them again).
 //! * A case's events change its state in case sequence; a later one waits under `hb/`
 //!   (durable, like every received event) until its predecessor arrives.
 //! * An event whose case change fails a domain check is kept and relayed (hubs route on the
 //!   envelope) but quarantines its case here; nothing about the applicant is logged.
 //! * A node being refilled numbers no case, and raises its counter above every number of its
 //!   own it receives back (and its request counter above every request id of its own).
+
+use std::collections::BTreeSet;
 
 use prost::Message;
 
@@ -37,7 +39,7 @@ const ROUTE_ALWAYS: u8 = 0;
 const ROUTE_REFILL_ONLY: u8 = 1;
 
 /// What applying a received batch did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Received {
     /// Events stored (new identities).
     pub stored: usize,
@@ -47,6 +49,11 @@ pub struct Received {
     pub held: usize,
     /// Case events whose case change failed a domain check.
     pub quarantined: usize,
+    /// Cases handed to this node (custodian here, not yet signed for): the node signs for
+    /// them (签收).
+    pub arrived: Vec<CaseNumber>,
+    /// Earlier events copied for a child whose subtree joined a case's audience.
+    pub backfilled: usize,
 }
 
 /// Why a received batch was refused before anything was stored.
@@ -165,17 +172,17 @@ impl<S: Store> Register<S> {
     fn routes(&self, env: &Envelope, from: Option<NodeId>) -> Vec<(NodeId, u8)> {
         let mut out = Vec::new();
         let origin = DivisionCode::parse(&env.id.origin).ok();
-        if let Some(parent) = self.parent()
-            && origin.is_some_and(|o| self.within(o, self.node))
-        {
-            // Back from the parent (a refill): the parent had it, but may lose it with its
-            // store; a sender whose parent lost its stream sends these too.
-            let flag = if from == Some(parent) {
-                ROUTE_REFILL_ONLY
-            } else {
-                ROUTE_ALWAYS
-            };
-            out.push((parent, flag));
+        if let Some(parent) = self.parent() {
+            if from == Some(parent) {
+                // Every event from the parent, whoever wrote it: the parent had it, but may
+                // lose it with its store (a root restored from a backup older than the events
+                // it wrote since); a sender whose parent lost its stream sends these too
+                // (`sync.rs`, the child's connect), so this subtree gives back what only it
+                // still holds.
+                out.push((parent, ROUTE_REFILL_ONLY));
+            } else if origin.is_some_and(|o| self.within(o, self.node)) {
+                out.push((parent, ROUTE_ALWAYS));
+            }
         }
         for child in self.children() {
             let own = origin.is_some_and(|o| self.within(o, child));
@@ -423,7 +430,12 @@ impl<S: Store> Register<S> {
             let mut b = Batch::default();
             self.log_ops(&mut b, position, e.bytes, &env, Some(peer));
             let mut applied = None;
+            let mut copies = Vec::new();
             if let Some((case, seq)) = &env.case {
+                let audience_before = match CaseNumber::parse(case) {
+                    Ok(n) => self.case(&n)?.map(|c| c.audience).unwrap_or_default(),
+                    Err(_) => BTreeSet::new(),
+                };
                 self.raise_counter_for(&mut b, case);
                 if env.kind == pb::EventType::CaseEvent as i32
                     && env.schema_version <= super::PAYLOAD_SCHEMA_VERSION
@@ -435,10 +447,38 @@ impl<S: Store> Register<S> {
                         Offer::Held => report.held += 1,
                         Offer::Quarantined => report.quarantined += 1,
                     }
+                    if let Some(after) = &after {
+                        if after.custodian.node == self.node
+                            && !after.received
+                            && !report.arrived.contains(&after.number)
+                        {
+                            report.arrived.push(after.number);
+                        }
+                        copies = self.backfill_ops(
+                            &mut b,
+                            after,
+                            &audience_before,
+                            position + 1,
+                            Some(peer),
+                        )?;
+                    }
                     applied = after;
                 }
             }
+            // Catalog, calendar and topology revisions (revision.rs): their state change joins
+            // the event's batch, and reaches memory once the batch is applied.
+            let revised = self.offer_revision(
+                &mut b,
+                env.kind,
+                env.schema_version,
+                &env.id.origin,
+                position,
+                &event,
+            );
             self.store.apply(&b)?;
+            if let Some(revised) = revised {
+                self.commit_revision(revised);
+            }
             if let Some(after) = applied {
                 self.cache(after);
             }
@@ -448,6 +488,8 @@ impl<S: Store> Register<S> {
                 position,
                 digest: e.digest,
             };
+            self.advance_past_copies(&copies);
+            report.backfilled += copies.len();
             report.stored += 1;
         }
         let mut b = Batch::default();
@@ -498,6 +540,89 @@ impl<S: Store> Register<S> {
     /// missing, ignored if already applied; then held successors are released. The changes go
     /// into `b` (nothing is written here); the case's new state, if it changed, is returned
     /// for the cache once `b` is applied.
+    /// When `after`'s audience gained a member in the subtree of a child that held no member
+    /// before (a handoff across subtrees, a notice delivered to the home village), the child
+    /// gets the case's whole history: every earlier event of the case is copied, byte for
+    /// byte (same identity), to the log at positions from `first`, with an outbox entry for
+    /// that child only. The copies go into `b`, beside the event that grew the audience, so a
+    /// crash keeps both or neither. Returns the copies' positions and digests.
+    pub(super) fn backfill_ops(
+        &self,
+        b: &mut Batch,
+        after: &Case,
+        audience_before: &BTreeSet<NodeId>,
+        first: u64,
+        from: Option<NodeId>,
+    ) -> Result<Vec<(u64, Digest)>, RegisterError> {
+        let joined: Vec<NodeId> = self
+            .children()
+            .into_iter()
+            .filter(|c| Some(*c) != from)
+            .filter(|c| after.audience.iter().any(|m| self.within(*m, *c)))
+            .filter(|c| !audience_before.iter().any(|m| self.within(*m, *c)))
+            .collect();
+        if joined.is_empty() || audience_before.is_empty() {
+            return Ok(Vec::new());
+        }
+        let number = after.number.to_string();
+        let mut copies = Vec::new();
+        // Every event of the case but the last (the one that grew the audience, routed to
+        // the child by its own outbox entry).
+        for seq in 1..after.last_seq() {
+            let k = key::join(&[key::CASE_EVENT, number.as_bytes(), &seq.to_be_bytes()]);
+            let Some(at) = self.get_through(b, &k)? else {
+                continue;
+            };
+            let Some(at) = at.as_slice().try_into().ok().map(u64::from_be_bytes) else {
+                continue;
+            };
+            let Some(bytes) = self.get_through(b, &event_key(at))? else {
+                continue;
+            };
+            let position = first + copies.len() as u64;
+            let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes();
+            for child in &joined {
+                b.put(
+                    outbox_key(*child, position),
+                    vec![ROUTE_ALWAYS, len[0], len[1], len[2], len[3]],
+                );
+            }
+            copies.push((position, digest(&bytes)));
+            b.put(event_key(position), bytes);
+        }
+        if !copies.is_empty() {
+            tracing::info!(case = %after.number, children = ?joined, events = copies.len(), "history copied for a new audience member");
+        }
+        Ok(copies)
+    }
+
+    /// A value as it will be once `b` is applied: the batch's last put or delete of the key,
+    /// else the store's.
+    fn get_through(&self, b: &Batch, k: &[u8]) -> Result<Option<Vec<u8>>, RegisterError> {
+        for op in b.ops.iter().rev() {
+            match op {
+                crate::store::Op::Put(key, value) if key.as_slice() == k => {
+                    return Ok(Some(value.clone()));
+                }
+                crate::store::Op::Delete(key) if key.as_slice() == k => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(self.store.get(k)?)
+    }
+
+    /// The log grew by the copies written after an event: move the end and the mark past them.
+    pub(super) fn advance_past_copies(&mut self, copies: &[(u64, Digest)]) {
+        if let Some((position, d)) = copies.last() {
+            self.next_position = position + 1;
+            self.last_mark = Mark {
+                epoch: self.epoch.0,
+                position: *position,
+                digest: *d,
+            };
+        }
+    }
+
     fn offer_case_event(
         &mut self,
         b: &mut Batch,
@@ -678,6 +803,24 @@ impl<S: Store> Register<S> {
 
 fn quarantine_key(case: &str) -> Vec<u8> {
     key::join(&[key::QUARANTINE, case.as_bytes()])
+}
+
+impl<S: Store> Register<S> {
+    /// Quarantined cases (case number, why), in case-number order, at most `limit` (the
+    /// desk's list).
+    pub fn quarantined(&self, limit: usize) -> Result<Vec<(String, String)>, RegisterError> {
+        Ok(self
+            .store
+            .scan(key::QUARANTINE, None, limit)?
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(&k[key::QUARANTINE.len()..]).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                )
+            })
+            .collect())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
