@@ -4,4 +4,8 @@
 //! duties (PKI for the deployment, later the children's links, desks and authoring) call the
 //! node library.
 
+pub mod author;
+pub mod backup;
 pub mod cli;
+pub mod demo;
+pub mod desk;
