@@ -8,8 +8,9 @@
 //! `yimen_node::pki::init_identity`, what `yimen-node init` runs), mutual TLS, gzip, sled with
 //! its fsyncs on both sides. The township is the real `yimen-hub serve` binary (Cargo builds
 //! it for benches and names it in `CARGO_BIN_EXE_yimen-hub`); the village runs in this process
-//! through `yimen_node::server::run`, its parent address pointing at a byte-counting TCP proxy
-//! written here, in front of the township's replication listener.
+//! through `yimen_node::server::run`, its parent address pointing at the harness's TCP proxy
+//! (which counts the bytes it forwards each way) in front of the township's replication
+//! listener.
 //!
 //! Steps: first contact (a new village numbers nothing before its parent answered), the
 //! township stopped, 10,000 senior-card acceptances at the village from [`CLIENTS`] clerk
@@ -26,8 +27,8 @@
 //! after the sync covering what it read). Afterwards every one of the 10,000 numbers is
 //! looked up at the township with `GetCase` (listings cap at 1,000 entries).
 //!
-//! The harness pieces (deployment, township process) are copied from
-//! `hub/tests/common/mod.rs`, which a bench cannot import and which others edit.
+//! The deployment, the township process, the village, the proxy and the application are the
+//! link tests' harness, `hub/tests/common/mod.rs`, included here by path.
 
 #![allow(
     clippy::unwrap_used,
@@ -35,26 +36,28 @@
     reason = "a benchmark: a panic is a failure"
 )]
 
-use std::io::{BufRead, BufReader};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, NaiveTime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 use yimen_node::clock::{Clock, ManualClock, SystemClock};
 use yimen_proto::pb;
-use yimen_proto::pb::clerk_client::ClerkClient;
 use yimen_proto::pb::link_admin_client::LinkAdminClient;
 
-const TOWNSHIP: &str = "430421105000";
-const VILLAGE: &str = "430421105204";
+use common::{
+    CALL_TIMEOUT, Deployment, Hub, Proxy, READY_TIMEOUT, TOWNSHIP, VILLAGE, Village,
+    accepted_number, clerk, eventually, free_addr, senior_application,
+};
+
 /// Events waiting at the village when the township returns.
 const EVENTS: usize = 10_000;
 /// Acceptances dated on each of two past days (a day allows 9,999 numbers).
@@ -67,245 +70,27 @@ const CHECKERS: usize = 8;
 const POLL_EVERY: Duration = Duration::from_millis(20);
 /// The link status refresh of the sync driver (`yimen_node::sync::STATUS_EVERY`).
 const STATUS_EVERY: Duration = yimen_node::sync::STATUS_EVERY;
-/// Longest wait for a process or a link to come up.
-const READY_LIMIT: Duration = Duration::from_secs(60);
-/// Longest wait for one call.
-const CALL_LIMIT: Duration = Duration::from_secs(20);
 /// Longest wait for the catch-up (the village's redial backoff is capped at 60 s).
 const CATCHUP_LIMIT: Duration = Duration::from_secs(300);
 /// Longest wait for the fill.
 const FILL_LIMIT: Duration = Duration::from_secs(600);
 const RESULTS: &str = "/work/shared/peers/RESULTS.md";
 
-// ----- Deployment (after hub/tests/common/mod.rs) -----
+// ----- Figures from /proc -----
 
-/// Runs `yimen-hub` with `args` in `cwd`; panics with its output unless it succeeds.
-fn hub_ok(args: &[&str], cwd: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_yimen-hub"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "yimen-hub {args:?}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-fn find(dir: &Path, ext: &str) -> PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == ext))
-        .unwrap_or_else(|| panic!("no .{ext} in {}", dir.display()))
-}
-
-/// The CA and signed identities in a temporary folder.
-struct Deployment {
-    root: tempfile::TempDir,
-}
-
-struct Identity {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Deployment {
-    fn new() -> Deployment {
-        let root = tempfile::tempdir().unwrap();
-        hub_ok(&["pki", "init", "--dir", "ca"], root.path());
-        Deployment { root }
-    }
-
-    fn path(&self) -> &Path {
-        self.root.path()
-    }
-
-    fn ca_dir(&self) -> PathBuf {
-        self.path().join("ca")
-    }
-
-    /// `yimen-hub init --id`, signed by `yimen-hub pki sign`.
-    fn hub_identity(&self, id: &str) -> Identity {
-        let dir = self.path().join(format!("keys-{id}"));
-        hub_ok(
-            &["init", "--id", id, "--dir", dir.to_str().unwrap()],
-            self.path(),
-        );
-        self.sign(&dir, id)
-    }
-
-    /// The node library's `init_identity` (what `yimen-node init --id` runs), signed by
-    /// `yimen-hub pki sign`.
-    fn node_identity(&self, id: &str) -> Identity {
-        let dir = self.path().join(format!("keys-{id}"));
-        yimen_node::pki::init_identity(&dir, yimen_node::pki::DEFAULT_TRUST_DOMAIN, Some(id), None)
-            .unwrap();
-        self.sign(&dir, id)
-    }
-
-    fn sign(&self, dir: &Path, id: &str) -> Identity {
-        let csr = find(dir, "csr");
-        let cert = dir.join(format!("{id}.crt"));
-        hub_ok(
-            &[
-                "pki",
-                "sign",
-                "--ca",
-                self.ca_dir().to_str().unwrap(),
-                "--csr",
-                csr.to_str().unwrap(),
-                "--out",
-                cert.to_str().unwrap(),
-                "--days",
-                "30",
-            ],
-            self.path(),
-        );
-        Identity {
-            key: find(dir, "key"),
-            cert,
-        }
-    }
-
-    /// A box's config file: id, store, loopback clerk API, TLS files, parent or listener.
-    fn config(
-        &self,
-        id: &str,
-        identity: &Identity,
-        parent: Option<SocketAddr>,
-        listen: Option<SocketAddr>,
-    ) -> PathBuf {
-        let dir = self.path().join(format!("box-{id}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut text = format!(
-            "id = \"{id}\"\nstore = \"store\"\nclerk_listen = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\ncrl = \"{}\"\n",
-            identity.cert.display(),
-            identity.key.display(),
-            self.ca_dir().join("ca.crt").display(),
-            self.ca_dir().join("ca.crl").display(),
-        );
-        if let Some(p) = parent {
-            text.push_str(&format!("parent = \"{p}\"\n"));
-        }
-        if let Some(l) = listen {
-            text.push_str(&format!("listen = \"{l}\"\n"));
-        }
-        let path = dir.join("node.toml");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-// ----- The township: the real binary -----
-
-/// A running `yimen-hub serve`; SIGKILLed and reaped on drop unless stopped.
-struct Township {
-    child: Child,
-    admin: SocketAddr,
-    stderr_path: PathBuf,
-}
-
-impl Drop for Township {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Township {
-    /// Starts `yimen-hub serve --config <config>` and waits for its ready line.
-    async fn start(config: &Path, log_name: &str) -> Township {
-        let stderr_path = config.parent().unwrap().join(format!("{log_name}.stderr"));
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_yimen-hub"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn yimen-hub (cargo builds it for benches)");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-        // Reads the ready line, then keeps draining stdout so the hub never blocks on it.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if let Some(addr) = line.split(" serving the clerk API on ").nth(1)
-                    && let Ok(addr) = addr.trim().parse()
-                {
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let deadline = Instant::now() + READY_LIMIT;
-        let admin = loop {
-            if let Ok(addr) = rx.try_recv() {
-                break addr;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "the township exited ({status}) before it was ready: {}",
-                    read(&stderr_path)
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the township did not start in time: {}",
-                read(&stderr_path)
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        Township {
-            child,
-            admin,
-            stderr_path,
-        }
-    }
-
-    /// SIGTERM (a graceful stop), then wait; SIGKILL if it does not end in time.
-    async fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + READY_LIMIT;
-        while self.child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                eprintln!("the township ignored SIGTERM; killing it");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// `read_bytes`/`write_bytes` (block IO) and `syscw` of the process, from /proc.
-    fn io(&self) -> Option<(u64, u64, u64)> {
-        let text = std::fs::read_to_string(format!("/proc/{}/io", self.child.id())).ok()?;
-        let field = |name: &str| -> Option<u64> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse().ok())
-        };
-        Some((
-            field("read_bytes:")?,
-            field("write_bytes:")?,
-            field("syscw:")?,
-        ))
-    }
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
+/// `read_bytes`/`write_bytes` (block IO) and `syscw` of process `pid`, from /proc.
+fn proc_io(pid: u32) -> Option<(u64, u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((
+        field("read_bytes:")?,
+        field("write_bytes:")?,
+        field("syscw:")?,
+    ))
 }
 
 /// Clock ticks per second of `/proc/*/stat` (`getconf CLK_TCK`; 100 on Linux).
@@ -355,130 +140,26 @@ fn cpu_of(pid: &str, thread: &str) -> Cpu {
     Cpu { process, thread }
 }
 
-// ----- The village: in this process -----
-
-struct Village {
-    admin: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
-}
-
-impl Village {
-    async fn start(config: &Path, clock: ManualClock) -> Village {
-        let config = yimen_node::config::NodeConfig::load(config).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let clock: Arc<dyn Clock> = Arc::new(clock);
-        let task = tokio::spawn(async move {
-            yimen_node::server::run(config, listener, clock, async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(|e| e.to_string())
-        });
-        let deadline = Instant::now() + READY_LIMIT;
-        loop {
-            assert!(!task.is_finished(), "the village ended while starting");
-            if let Ok(Ok(mut c)) =
-                tokio::time::timeout(Duration::from_secs(2), ClerkClient::connect(url(admin))).await
-                && c.list_items(pb::ListItemsRequest {}).await.is_ok()
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the village did not start in time"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Village {
-            admin,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the village did not stop")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-fn url(addr: SocketAddr) -> String {
-    format!("http://{addr}")
-}
-
-async fn clerk(addr: SocketAddr) -> ClerkClient<Channel> {
-    tokio::time::timeout(CALL_LIMIT, ClerkClient::connect(url(addr)))
-        .await
-        .expect("connect timed out")
-        .unwrap()
-}
+// ----- Clients -----
 
 async fn link_admin(addr: SocketAddr) -> LinkAdminClient<Channel> {
-    tokio::time::timeout(CALL_LIMIT, LinkAdminClient::connect(url(addr)))
-        .await
-        .expect("connect timed out")
-        .unwrap()
+    tokio::time::timeout(
+        CALL_TIMEOUT,
+        LinkAdminClient::connect(format!("http://{addr}")),
+    )
+    .await
+    .expect("connect timed out")
+    .unwrap()
 }
 
 /// The link with `peer` as `LinkAdmin.Links` shows it.
 async fn link_view(client: &mut LinkAdminClient<Channel>, peer: &str) -> Option<pb::LinkView> {
-    let reply = tokio::time::timeout(CALL_LIMIT, client.links(pb::LinksRequest {}))
+    let reply = tokio::time::timeout(CALL_TIMEOUT, client.links(pb::LinksRequest {}))
         .await
         .ok()?
         .ok()?
         .into_inner();
     reply.links.into_iter().find(|l| l.peer == peer)
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A complete 老年优待证 application by a resident of the village, accepted at once.
-fn senior_application(n: usize) -> pb::ApplyRequest {
-    pb::ApplyRequest {
-        operator: "测试员".to_owned(),
-        item_code: "430421-MZ-0001".to_owned(),
-        applicant: Some(pb::ApplicantInput {
-            id_number: "11010519491231002X".to_owned(),
-            name: "张桂英".to_owned(),
-            household: VILLAGE.to_owned(),
-            statuses: Vec::new(),
-        }),
-        materials: vec!["sfzfyj".to_owned(), "zp".to_owned()],
-        helper: Some(pb::HelperInput {
-            name: format!("代办人{n}"),
-            relation: "子女".to_owned(),
-        }),
-    }
-}
-
-fn accepted_number(reply: pb::ApplyReply) -> String {
-    match reply.outcome {
-        Some(pb::apply_reply::Outcome::Accepted(slip)) => slip.case.unwrap().number,
-        other => panic!("not accepted: {other:?}"),
-    }
 }
 
 /// `count` acceptances from [`CLIENTS`] clients; returns the numbers.
@@ -495,12 +176,14 @@ async fn feed(addr: SocketAddr, count: usize, offset: usize) -> Vec<String> {
                 if i >= count {
                     return numbers;
                 }
-                let reply =
-                    tokio::time::timeout(CALL_LIMIT, client.apply(senior_application(offset + i)))
-                        .await
-                        .expect("apply timed out")
-                        .unwrap_or_else(|s| panic!("apply refused: {s}"))
-                        .into_inner();
+                let reply = tokio::time::timeout(
+                    CALL_TIMEOUT,
+                    client.apply(senior_application(offset + i)),
+                )
+                .await
+                .expect("apply timed out")
+                .unwrap_or_else(|s| panic!("apply refused: {s}"))
+                .into_inner();
                 numbers.push(accepted_number(reply));
             }
         });
@@ -517,120 +200,6 @@ fn at_nine(day: NaiveDate) -> chrono::DateTime<chrono::Utc> {
     day.and_time(NaiveTime::from_hms_opt(9, 0, 0).unwrap())
         .and_utc()
         - chrono::Duration::hours(8)
-}
-
-// ----- The byte-counting proxy -----
-
-/// A loopback TCP proxy in front of `target`, counting the bytes it forwards each way. A
-/// connection counts only once the proxy reached the target (while the township is down the
-/// village's attempts are closed unforwarded, and count nothing).
-struct Proxy {
-    addr: SocketAddr,
-    /// Village → township.
-    up: Arc<AtomicU64>,
-    /// Township → village.
-    down: Arc<AtomicU64>,
-    /// Connections forwarded to the target.
-    forwarded: Arc<AtomicU64>,
-    /// Connections closed because the target did not answer.
-    refused: Arc<AtomicU64>,
-    /// When the last forwarded connection was made.
-    last_forwarded_at: Arc<Mutex<Option<Instant>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Copies `from` to `to`, adding what it forwards to `count`; ends at EOF or an error.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    count: Arc<AtomicU64>,
-) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-        count.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    let _ = to.shutdown().await;
-}
-
-impl Proxy {
-    async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicU64::new(0));
-        let down = Arc::new(AtomicU64::new(0));
-        let forwarded = Arc::new(AtomicU64::new(0));
-        let refused = Arc::new(AtomicU64::new(0));
-        let last_forwarded_at = Arc::new(Mutex::new(None));
-        let (u, d, f, r, at) = (
-            up.clone(),
-            down.clone(),
-            forwarded.clone(),
-            refused.clone(),
-            last_forwarded_at.clone(),
-        );
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let (u, d, f, r, at) = (u.clone(), d.clone(), f.clone(), r.clone(), at.clone());
-                tokio::spawn(async move {
-                    let server = match tokio::time::timeout(
-                        Duration::from_secs(2),
-                        TcpStream::connect(target),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        _ => {
-                            r.fetch_add(1, Ordering::Relaxed);
-                            return;
-                        }
-                    };
-                    // Forward each read at once, as a direct connection would deliver it.
-                    let _ = client.set_nodelay(true);
-                    let _ = server.set_nodelay(true);
-                    f.fetch_add(1, Ordering::Relaxed);
-                    *at.lock().unwrap() = Some(Instant::now());
-                    let (cr, cw) = client.into_split();
-                    let (sr, sw) = server.into_split();
-                    let a = tokio::spawn(pump(cr, sw, u));
-                    let b = tokio::spawn(pump(sr, cw, d));
-                    let _ = tokio::join!(a, b);
-                });
-            }
-        });
-        Proxy {
-            addr,
-            up,
-            down,
-            forwarded,
-            refused,
-            last_forwarded_at,
-            task,
-        }
-    }
-
-    fn bytes(&self) -> (u64, u64) {
-        (
-            self.up.load(Ordering::Relaxed),
-            self.down.load(Ordering::Relaxed),
-        )
-    }
 }
 
 // ----- The run -----
@@ -659,18 +228,20 @@ async fn run() {
     let village_id = d.node_identity(VILLAGE);
     let listen = free_addr();
     let proxy = Proxy::start(listen).await;
-    let township_cfg = d.config(TOWNSHIP, &township_id, None, Some(listen));
-    let village_cfg = d.config(VILLAGE, &village_id, Some(proxy.addr), None);
+    let township_cfg = d.config(TOWNSHIP, &township_id, None, Some(listen), "");
+    let village_cfg = d.config(VILLAGE, &village_id, Some(proxy.addr), None, "");
 
     // First contact, with the village's clock at the real time.
     let today = SystemClock.beijing().date();
     let day_a = today - chrono::Days::new(2);
     let day_b = today - chrono::Days::new(1);
     let clock = ManualClock::new(SystemClock.now());
-    let township = Township::start(&township_cfg, "township-1").await;
-    let village = Village::start(&village_cfg, clock.clone()).await;
+    let township = Hub::start(&township_cfg, "township-1").await;
+    let village = Village::start_with_clock(&village_cfg, Arc::new(clock.clone()))
+        .await
+        .expect("the village did not start");
     let mut village_links = link_admin(village.admin).await;
-    eventually("the village's first contact", READY_LIMIT, || {
+    eventually("the village's first contact", READY_TIMEOUT, || {
         let mut c = village_links.clone();
         async move {
             link_view(&mut c, TOWNSHIP)
@@ -681,7 +252,7 @@ async fn run() {
     .await;
     clock.set(at_nine(day_a));
     let vclerk = clerk(village.admin).await;
-    let first = eventually("the village to accept", READY_LIMIT, || {
+    let first = eventually("the village to accept", READY_TIMEOUT, || {
         let mut c = vclerk.clone();
         async move { c.apply(senior_application(0)).await.ok() }
     })
@@ -690,7 +261,7 @@ async fn run() {
     let first = accepted_number(first);
     // The township holds it (a board showing lag 0 may predate the acceptance).
     let tclerk = clerk(township.admin).await;
-    eventually("the first case at the township", READY_LIMIT, || {
+    eventually("the first case at the township", READY_TIMEOUT, || {
         let mut c = tclerk.clone();
         let number = first.clone();
         async move {
@@ -707,7 +278,7 @@ async fn run() {
 
     // The township down; 10,000 acceptances.
     township.stop().await;
-    eventually("the village to notice", READY_LIMIT, || {
+    eventually("the village to notice", READY_TIMEOUT, || {
         let mut c = village_links.clone();
         async move {
             link_view(&mut c, TOWNSHIP)
@@ -733,16 +304,16 @@ async fn run() {
     // The handshake compares clocks: back to the real time.
     clock.set(SystemClock.now());
     let (up0, down0) = proxy.bytes();
-    let forwarded0 = proxy.forwarded.load(Ordering::Relaxed);
-    let refused_while_down = proxy.refused.load(Ordering::Relaxed);
+    let forwarded0 = proxy.forwarded();
+    let refused_while_down = proxy.refused();
 
     // The township returns; the clock runs.
     eprintln!("starting the township; waiting for the catch-up…");
     let spawned = Instant::now();
-    let township = Township::start(&township_cfg, "township-2").await;
+    let township = Hub::start(&township_cfg, "township-2").await;
     let ready = spawned.elapsed();
-    let io_start = township.io();
-    let township_pid = township.child.id().to_string();
+    let io_start = proc_io(township.pid());
+    let township_pid = township.pid().to_string();
     // Thread names are cut at 15 bytes: "node-4304211050" (township), "node-4304211052".
     let township_cpu0 = cpu_of(&township_pid, &format!("node-{}", &TOWNSHIP[..10]));
     let village_cpu0 = cpu_of("self", &format!("node-{}", &VILLAGE[..10]));
@@ -765,7 +336,7 @@ async fn run() {
         );
         if last_at.is_none()
             && let Ok(Ok(_)) = tokio::time::timeout(
-                CALL_LIMIT,
+                CALL_TIMEOUT,
                 tclerk.get_case(pb::GetCaseRequest {
                     case_number: last.clone(),
                 }),
@@ -799,14 +370,12 @@ async fn run() {
         }
         tokio::time::sleep(POLL_EVERY).await;
     }
-    let io_end = township.io();
+    let io_end = proc_io(township.pid());
     let linked_at = proxy
-        .last_forwarded_at
-        .lock()
-        .unwrap()
+        .last_forwarded_at()
         .map(|t| t.saturating_duration_since(spawned))
         .expect("no connection reached the township");
-    let connections = proxy.forwarded.load(Ordering::Relaxed) - forwarded0;
+    let connections = proxy.forwarded() - forwarded0;
     let (lag0_time, (up_lag0, down_lag0)) = lag0_at.unwrap();
     let (last_time, (up_last, down_last)) = last_at.unwrap();
     // When the bytes up reached a share of what the catch-up sent (as polled).
@@ -834,7 +403,7 @@ async fn run() {
                     return found;
                 };
                 let got = tokio::time::timeout(
-                    CALL_LIMIT,
+                    CALL_TIMEOUT,
                     c.get_case(pb::GetCaseRequest {
                         case_number: number.clone(),
                     }),
@@ -852,7 +421,7 @@ async fn run() {
         found += n.unwrap();
     }
     let listed = tokio::time::timeout(
-        CALL_LIMIT,
+        CALL_TIMEOUT,
         tclerk.list_cases(pb::ListCasesRequest::default()),
     )
     .await
@@ -869,7 +438,7 @@ async fn run() {
     village.stop().await;
     let stderr_path = township.stderr_path.clone();
     township.stop().await;
-    let township_log = read(&stderr_path);
+    let township_log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
 
     // ----- Report -----
     let events = EVENTS as f64;

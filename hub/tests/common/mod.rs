@@ -1,15 +1,20 @@
-//! A deployment on loopback for the link tests: the CA and certificates made by the PKI
-//! commands (`yimen-hub pki …`, `yimen-hub init`; the village's key by the node library's
+//! A deployment on loopback for the link tests and the catch-up bench (`benches/catchup.rs`
+//! includes this file by path): the CA and certificates made by the PKI commands
+//! (`yimen-hub pki …`, `yimen-hub init`; the village's key by the node library's
 //! `init_identity`, the code `yimen-node init` runs), the township as the real `yimen-hub`
 //! binary, the village in this process through `yimen_node::server::run` on its own sled
 //! directory.
 
-#![allow(dead_code, reason = "each test file uses part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test file, and the bench, uses part of the harness"
+)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -204,65 +209,36 @@ impl Drop for Hub {
 impl Hub {
     /// Starts `yimen-hub serve --config <config>` and waits for its ready line.
     pub async fn start(config: &Path, log_name: &str) -> Hub {
-        let stderr_path = config.parent().unwrap().join(format!("{log_name}.stderr"));
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_yimen-hub"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-        // Reads the ready line, then keeps draining stdout so the hub never blocks on it.
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if let Some(addr) = line.split(" serving the clerk API on ").nth(1)
-                    && let Ok(addr) = addr.trim().parse()
-                {
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let admin = loop {
-            if let Ok(addr) = rx.try_recv() {
-                break addr;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "the hub exited ({status}) before it was ready: {}",
-                    read(&stderr_path)
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the hub did not start in time: {}",
-                read(&stderr_path)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        Hub {
-            child,
-            admin,
-            stderr_path,
-        }
+        Hub::start_with_args(config, log_name, &[]).await
     }
 
     pub fn stderr(&self) -> String {
         read(&self.stderr_path)
     }
 
+    /// The process id (for its figures in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, and reap.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// SIGTERM (a graceful stop), then wait; SIGKILL (on drop) if it does not end in time.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                eprintln!("the hub ignored SIGTERM; killing it");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `yimen-hub links --json` against this hub.
@@ -300,11 +276,18 @@ pub struct Village {
 impl Village {
     /// Runs `yimen_node::server::run` on the config; waits until it answers.
     pub async fn start(config: &Path) -> Result<Village, String> {
+        Village::start_with_clock(config, Arc::new(yimen_node::clock::SystemClock)).await
+    }
+
+    /// `start`, the node reading `clock` (a `ManualClock` the caller moves, say).
+    pub async fn start_with_clock(
+        config: &Path,
+        clock: Arc<dyn yimen_node::clock::Clock>,
+    ) -> Result<Village, String> {
         let config = yimen_node::config::NodeConfig::load(config).map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let clock: Arc<dyn yimen_node::clock::Clock> = Arc::new(yimen_node::clock::SystemClock);
         let task = tokio::spawn(async move {
             yimen_node::server::run(config, listener, clock, async {
                 let _ = stopped.await;
@@ -411,6 +394,14 @@ pub fn senior_application(n: usize) -> pb::ApplyRequest {
     }
 }
 
+/// The number of the case an application made; panics unless it was accepted.
+pub fn accepted_number(reply: pb::ApplyReply) -> String {
+    match reply.outcome {
+        Some(pb::apply_reply::Outcome::Accepted(slip)) => slip.case.unwrap().number,
+        other => panic!("not accepted: {other:?}"),
+    }
+}
+
 /// Accepts `n` cases at a clerk API; returns their numbers.
 pub async fn accept(client: &mut ClerkClient<Channel>, n: usize) -> Vec<String> {
     let mut numbers = Vec::with_capacity(n);
@@ -420,12 +411,7 @@ pub async fn accept(client: &mut ClerkClient<Channel>, n: usize) -> Vec<String> 
             .expect("apply timed out")
             .unwrap_or_else(|s| panic!("apply refused: {s}"))
             .into_inner();
-        match reply.outcome {
-            Some(pb::apply_reply::Outcome::Accepted(slip)) => {
-                numbers.push(slip.case.unwrap().number);
-            }
-            other => panic!("not accepted: {other:?}"),
-        }
+        numbers.push(accepted_number(reply));
     }
     numbers
 }
@@ -567,15 +553,32 @@ pub fn unix_now() -> i64 {
     .unwrap()
 }
 
-/// A loopback TCP proxy to `target` that forwards both ways and can be told to stop
-/// forwarding (its sockets stay open and unread, like a link whose carrier went silent), to
-/// resume, and to cut every open connection. Dropping it closes everything.
+/// A loopback TCP proxy to `target` that forwards both ways, counting what it forwards, and
+/// can be told to stop forwarding (its sockets stay open and unread, like a link whose carrier
+/// went silent), to resume, and to cut every open connection. Dropping it closes everything.
 pub struct Proxy {
     pub addr: SocketAddr,
     forwarding: tokio::sync::watch::Sender<bool>,
     generation: tokio::sync::watch::Sender<u64>,
-    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    counts: Arc<ProxyCounts>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What a `Proxy` has done so far.
+#[derive(Default)]
+struct ProxyCounts {
+    /// Connections accepted.
+    accepted: AtomicUsize,
+    /// Connections that reached the target (only these are forwarded).
+    forwarded: AtomicUsize,
+    /// Connections closed unforwarded: the target did not answer.
+    refused: AtomicUsize,
+    /// When the last forwarded connection reached the target.
+    last_forwarded_at: Mutex<Option<Instant>>,
+    /// Bytes forwarded from the client to the target.
+    up: AtomicU64,
+    /// Bytes forwarded from the target to the client.
+    down: AtomicU64,
 }
 
 impl Drop for Proxy {
@@ -591,15 +594,16 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let (forwarding, forwarding_rx) = tokio::sync::watch::channel(true);
         let (generation, generation_rx) = tokio::sync::watch::channel(0u64);
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = accepted.clone();
+        let counts = Arc::new(ProxyCounts::default());
+        let counter = counts.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                counter.accepted.fetch_add(1, Ordering::SeqCst);
+                let counts = counter.clone();
                 let forwarding = forwarding_rx.clone();
                 let mut generation = generation_rx.clone();
                 generation.mark_unchanged();
@@ -608,16 +612,20 @@ impl Proxy {
                         tokio::time::timeout(CALL_TIMEOUT, tokio::net::TcpStream::connect(target))
                             .await
                     else {
+                        counts.refused.fetch_add(1, Ordering::SeqCst);
                         return;
                     };
+                    // Forward each read at once, as a direct connection would deliver it.
                     let _ = inbound.set_nodelay(true);
                     let _ = outbound.set_nodelay(true);
+                    counts.forwarded.fetch_add(1, Ordering::SeqCst);
+                    *counts.last_forwarded_at.lock().unwrap() = Some(Instant::now());
                     let (ri, wi) = inbound.into_split();
                     let (ro, wo) = outbound.into_split();
                     // Either direction ending, or a cut, closes both sockets.
                     tokio::select! {
-                        () = pump(ri, wo, forwarding.clone()) => {}
-                        () = pump(ro, wi, forwarding) => {}
+                        () = pump(ri, wo, forwarding.clone(), &counts.up) => {}
+                        () = pump(ro, wi, forwarding, &counts.down) => {}
                         _ = generation.changed() => {}
                     }
                 });
@@ -627,7 +635,7 @@ impl Proxy {
             addr,
             forwarding,
             generation,
-            accepted,
+            counts,
             task,
         }
     }
@@ -648,14 +656,40 @@ impl Proxy {
 
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
-        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+        self.counts.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections that reached the target so far.
+    pub fn forwarded(&self) -> usize {
+        self.counts.forwarded.load(Ordering::SeqCst)
+    }
+
+    /// Connections closed so far without reaching the target (it did not answer).
+    pub fn refused(&self) -> usize {
+        self.counts.refused.load(Ordering::SeqCst)
+    }
+
+    /// When the last forwarded connection reached the target.
+    pub fn last_forwarded_at(&self) -> Option<Instant> {
+        *self.counts.last_forwarded_at.lock().unwrap()
+    }
+
+    /// Bytes forwarded so far: client → target, target → client.
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.counts.up.load(Ordering::Relaxed),
+            self.counts.down.load(Ordering::Relaxed),
+        )
     }
 }
 
+/// Copies `from` to `to` while forwarding is on, adding what it wrote to `count`; ends at EOF
+/// or an error.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut forwarding: tokio::sync::watch::Receiver<bool>,
+    count: &AtomicU64,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 64 * 1024];
@@ -682,6 +716,7 @@ async fn pump(
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
+        count.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -734,12 +769,7 @@ pub async fn accept_when_whole(addr: SocketAddr, limit: Duration) -> (String, us
             .await
             .expect("apply timed out");
         match reply {
-            Ok(r) => match r.into_inner().outcome {
-                Some(pb::apply_reply::Outcome::Accepted(slip)) => {
-                    return (slip.case.unwrap().number, refused);
-                }
-                other => panic!("not accepted: {other:?}"),
-            },
+            Ok(r) => return (accepted_number(r.into_inner()), refused),
             Err(s) if s.code() == tonic::Code::Unavailable => refused += 1,
             Err(s) => panic!("apply refused: {s}"),
         }
@@ -825,4 +855,63 @@ pub fn outbox_ids(
         .into_iter()
         .map(|e| e.id)
         .collect()
+}
+
+// ----- Desk helpers (tests/desk.rs) -----
+
+impl Hub {
+    /// `start`, with more arguments after `serve --config <config>` (e.g.
+    /// `--clock-offset-secs N`, a hub restarted "days later").
+    pub async fn start_with_args(config: &Path, log_name: &str, args: &[&str]) -> Hub {
+        let stderr_path = config.parent().unwrap().join(format!("{log_name}.stderr"));
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_yimen-hub"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+        // Reads the ready line, then keeps draining stdout so the hub never blocks on it.
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some(addr) = line.split(" serving the clerk API on ").nth(1)
+                    && let Ok(addr) = addr.trim().parse()
+                {
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let admin = loop {
+            if let Ok(addr) = rx.try_recv() {
+                break addr;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "the hub exited ({status}) before it was ready: {}",
+                    read(&stderr_path)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the hub did not start in time: {}",
+                read(&stderr_path)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        Hub {
+            child,
+            admin,
+            stderr_path,
+        }
+    }
 }
