@@ -541,6 +541,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         dumps.insert(running.id, dump);
     }
     let flows = outcome?;
+    let problems = invariant_problems(&dumps);
+    if !problems.is_empty() {
+        bail!("the stores break invariants:\n{}", problems.join("\n"));
+    }
     let elapsed = started.elapsed();
     if options.json {
         let nodes: Value = dumps
@@ -562,6 +566,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
+        story.say("不变量检查通过：村节点只持有与本村相关的办件；同一办件在各节点的同一序号处状态、承办人一致");
         story.say("各节点最终状态（从已停止的存储中读出，与 yimen-node inspect 相同）：");
         for (id, d) in &dumps {
             println!(
@@ -586,6 +591,94 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every kept store of a demo run with `--keep dir`, read back with `register::inspect` (the
+/// code `yimen-node inspect` runs), by node id.
+pub fn inspect_kept(dir: &Path) -> anyhow::Result<BTreeMap<&'static str, Value>> {
+    BOXES
+        .iter()
+        .map(|b| {
+            let store = dir.join(b.id).join("store");
+            yimen_node::register::inspect(&store)
+                .map(|d| (b.id, d))
+                .map_err(|e| anyhow!("{}: {e}", store.display()))
+        })
+        .collect()
+}
+
+/// A case's status and custodian as one store shows them.
+type StateSeen = (String, String);
+
+/// DESIGN.md's invariants, checked on the dumps of stopped stores (`register::inspect`) by
+/// node id; every violation is one line in the answer (empty: all hold):
+/// * least knowledge: a village holds only cases whose audience names it;
+/// * a case's sequence is held once: one event identity per (case, case sequence) per store
+///   (history copies for a new audience member repeat the identity, not the sequence);
+/// * stores holding a case at the same case sequence agree on its status and custodian.
+pub fn invariant_problems(dumps: &BTreeMap<&str, Value>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let villages: Vec<&str> = BOXES.iter().filter(|b| !b.hub).map(|b| b.id).collect();
+    // (case, case sequence) → (status, custodian) → the stores showing it.
+    let mut views: BTreeMap<(String, u64), BTreeMap<StateSeen, Vec<&str>>> = BTreeMap::new();
+    for (id, d) in dumps {
+        let cases = d["cases"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let mut seen = std::collections::BTreeSet::new();
+        for c in cases {
+            let number = c["number"].as_str().unwrap_or_default();
+            if !seen.insert(number) {
+                problems.push(format!("{id} holds case {number} twice"));
+            }
+            let in_audience = c["audience"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|m| m == id));
+            if villages.contains(id) && !in_audience {
+                problems.push(format!(
+                    "least knowledge: village {id} holds case {number}, whose audience does not name it"
+                ));
+            }
+            views
+                .entry((
+                    number.to_owned(),
+                    c["case_seq"].as_u64().unwrap_or_default(),
+                ))
+                .or_default()
+                .entry((
+                    c["status"].as_str().unwrap_or_default().to_owned(),
+                    c["custodian"].as_str().unwrap_or_default().to_owned(),
+                ))
+                .or_default()
+                .push(id);
+        }
+        let mut identities: BTreeMap<(&str, u64), std::collections::BTreeSet<String>> =
+            BTreeMap::new();
+        for e in d["events"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            if let Some(case) = e["case"].as_str().filter(|c| !c.is_empty()) {
+                identities
+                    .entry((case, e["case_seq"].as_u64().unwrap_or_default()))
+                    .or_default()
+                    .insert(format!("{}/{}/{}", e["origin"], e["epoch"], e["seq"]));
+            }
+        }
+        for ((case, seq), ids) in identities {
+            if ids.len() > 1 {
+                problems.push(format!(
+                    "{id} holds {} identities for {case} #{seq}",
+                    ids.len()
+                ));
+            }
+        }
+    }
+    for ((number, seq), states) in views {
+        if states.len() > 1 {
+            problems.push(format!("stores disagree on {number} at #{seq}: {states:?}"));
+        }
+    }
+    problems
 }
 
 async fn links_of(addr: SocketAddr) -> Option<Vec<pb::LinkView>> {

@@ -19,9 +19,6 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 use common::*;
-use yimen_core::case::Rules;
-use yimen_core::command::{Actor, Command as CaseCommand};
-use yimen_core::numbering::CaseNumber;
 use yimen_node::clock::{Clock, ManualClock, SystemClock};
 use yimen_proto::pb;
 
@@ -87,12 +84,14 @@ impl County {
             Some(township_listen),
             "",
         );
+        // The village's timers run every second: a deadline is confirmed soon after the
+        // calendar that covers it arrives.
         let village_cfg = d.config(
             VILLAGE,
             &d.node_identity(VILLAGE),
             Some(township_listen),
             None,
-            "",
+            "desk_timer_secs = 1\n",
         );
         let county = Hub::start(&county_cfg, "county").await;
         let township = Hub::start(&township_cfg, "township").await;
@@ -214,35 +213,36 @@ async fn a_2027_calendar_authored_at_the_county_reaches_the_village_and_confirms
         )
         .await;
     }
+    // The custodian (the village, which holds the case) confirms the provisional deadline by
+    // its own timer, on the calendar that arrived: 2027-01-01 is a day off in the authored
+    // year, so the deadline is one working day later than weekdays alone.
     let number = case.number.clone();
-
-    // The custodian (the village) confirms the provisional deadline on the calendar that
-    // arrived (the desk action is `Command::ConfirmDeadline`).
+    let addr = c.village.admin;
+    let confirmed = eventually(
+        "the deadline confirmed at the village",
+        ARRIVAL_TIMEOUT,
+        || {
+            let number = number.clone();
+            async move {
+                let mut clerk = clerk(addr).await;
+                let case = clerk
+                    .get_case(pb::GetCaseRequest {
+                        case_number: number,
+                    })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .case?;
+                (!case.deadline_provisional).then_some(case)
+            }
+        },
+    )
+    .await;
+    let due = confirmed.deadline.unwrap();
+    assert_eq!((due.year, due.month, due.day), (2027, 1, 8));
     c.village.stop().await;
-    let mut reg = open_register(&c.village_cfg, VILLAGE);
+    let reg = open_register(&c.village_cfg, VILLAGE);
     assert_eq!(reg.calendar.version, 2);
-    let mut held = reg
-        .case(&CaseNumber::parse(&number).unwrap())
-        .unwrap()
-        .unwrap();
-    let item = reg.catalog.get(&held.acceptance.item).unwrap().clone();
-    let rules = Rules { item: &item };
-    if held.deadline.provisional {
-        let actor = Actor {
-            custodian: held.custodian.clone(),
-            operator: "测试员".to_owned(),
-            at: day("2026-12-28").and_hms_opt(9, 0, 0).unwrap(),
-            calendar: &reg.calendar,
-        };
-        let event = held
-            .propose(CaseCommand::ConfirmDeadline, &actor, &rules)
-            .expect("a provisional deadline is confirmed once its year arrives");
-        held.apply(event, &rules).unwrap();
-    }
-    assert!(!held.deadline.provisional);
-    // 2027-01-01 is a day off in the authored year: one working day later than weekdays.
-    assert_eq!(held.deadline.due, day("2027-01-08"));
-    assert_eq!(held.deadline.calendar_version, 2);
 }
 
 /// Never-more at the county: adding a material is refused (every problem, the legal basis
