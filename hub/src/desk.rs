@@ -461,11 +461,6 @@ fn case_reply_text(r: &pb::DeskCaseReply) -> String {
     s
 }
 
-fn date(d: Option<&pb::Date>) -> String {
-    d.map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
-        .unwrap_or_default()
-}
-
 fn pending_json(r: &pb::PendingReply) -> Value {
     let cases: Vec<Value> = r
         .cases
@@ -480,7 +475,7 @@ fn pending_json(r: &pb::PendingReply) -> Value {
                 "status_zh": c.status_zh,
                 "custodian": c.custodian,
                 "received": c.received,
-                "deadline": date(c.deadline.as_ref()),
+                "deadline": yimen_node::cli::from_pb_date(c.deadline.as_ref()),
                 "deadline_provisional": c.deadline_provisional,
                 "overdue": c.overdue,
                 "applicant": c.applicant_masked,
@@ -517,7 +512,7 @@ fn pending_text(r: &pb::PendingReply) -> String {
             c.item_name,
             c.status_zh,
             if action.is_empty() { "无" } else { action },
-            date(c.deadline.as_ref()),
+            yimen_node::cli::from_pb_date(c.deadline.as_ref()),
             if p.notice_ends.is_empty() {
                 String::new()
             } else {

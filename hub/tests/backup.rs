@@ -174,11 +174,7 @@ fn case_of(dump: &Value, number: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restored_root_is_refilled() {
     let d = Deployment::new();
-    let township_id = d.hub_identity(TOWNSHIP);
-    let village_id = d.node_identity(VILLAGE);
-    let listen = free_addr();
-    let township_cfg = d.config(TOWNSHIP, &township_id, None, Some(listen), "");
-    let village_cfg = d.config(VILLAGE, &village_id, Some(listen), None, "");
+    let (township_cfg, village_cfg) = d.township_and_village();
 
     let hub = Hub::start(&township_cfg, "township-1").await;
     let village = Village::start(&village_cfg).await.unwrap();

@@ -22,11 +22,7 @@ use yimen_proto::pb;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cases_accepted_while_the_township_is_down_arrive_when_it_comes_up() {
     let d = Deployment::new();
-    let township_id = d.hub_identity(TOWNSHIP);
-    let village_id = d.node_identity(VILLAGE);
-    let listen = free_addr();
-    let township_cfg = d.config(TOWNSHIP, &township_id, None, Some(listen), "");
-    let village_cfg = d.config(VILLAGE, &village_id, Some(listen), None, "");
+    let (township_cfg, village_cfg) = d.township_and_village();
 
     // First contact: a new village waits for its parent before it numbers anything.
     let township = Hub::start(&township_cfg, "township-1").await;
@@ -100,11 +96,7 @@ const KILL_DELAYS: [Duration; 3] = [
 
 /// A township and a village that has had its first contact (refilled, numbering).
 async fn linked(d: &Deployment) -> (PathBuf, PathBuf, Hub, Village, String) {
-    let township_id = d.hub_identity(TOWNSHIP);
-    let village_id = d.node_identity(VILLAGE);
-    let listen = free_addr();
-    let township_cfg = d.config(TOWNSHIP, &township_id, None, Some(listen), "");
-    let village_cfg = d.config(VILLAGE, &village_id, Some(listen), None, "");
+    let (township_cfg, village_cfg) = d.township_and_village();
     let township = Hub::start(&township_cfg, "township-1").await;
     let village = Village::start(&village_cfg).await.unwrap();
     let (first, _) = accept_when_whole(village.admin, Duration::from_secs(30)).await;

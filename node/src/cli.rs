@@ -287,7 +287,8 @@ fn pb_date(d: NaiveDate) -> pb::Date {
     }
 }
 
-fn from_pb_date(d: Option<&pb::Date>) -> String {
+/// A wire date as YYYY-MM-DD; empty when absent or invalid.
+pub fn from_pb_date(d: Option<&pb::Date>) -> String {
     d.and_then(|d| NaiveDate::from_ymd_opt(d.year, d.month, d.day))
         .map(|d| d.to_string())
         .unwrap_or_default()
@@ -429,6 +430,18 @@ pub fn serve_with_clock(
     })
 }
 
+/// A link state (`LinkView.state`) as clerks read it.
+pub fn link_state_zh(state: &str) -> &str {
+    match state {
+        "connecting" => "连接中",
+        "connected" => "已连接",
+        "stalled" => "停滞（对方长时间未确认）",
+        "backing_off" => "等待重连",
+        "disconnected" => "未连接",
+        other => other,
+    }
+}
+
 /// `links`: the node's link status from its `LinkAdmin` service at `addr`.
 pub async fn links(addr: &str, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let url = if addr.contains("://") {
@@ -473,14 +486,7 @@ pub async fn links(addr: &str, json: bool, out: &mut dyn Write) -> anyhow::Resul
         } else {
             "下级"
         };
-        let state = match l.state.as_str() {
-            "connecting" => "连接中",
-            "connected" => "已连接",
-            "stalled" => "停滞（对方长时间未确认）",
-            "backing_off" => "等待重连",
-            "disconnected" => "未连接",
-            other => other,
-        };
+        let state = link_state_zh(&l.state);
         let last = chrono::DateTime::from_timestamp_millis(l.last_success_unix_ms)
             .filter(|_| l.last_success_unix_ms > 0)
             .map_or_else(

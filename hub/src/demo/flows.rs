@@ -193,13 +193,7 @@ async fn medical_aid_with_a_cut_link(county: &County) -> anyhow::Result<Value> {
         },
     )
     .await?;
-    let state = match lag.state.as_str() {
-        "connected" => "已连接",
-        "stalled" => "停滞",
-        "backing_off" => "等待重连",
-        "connecting" => "连接中",
-        _ => "未连接",
-    };
+    let state = yimen_node::cli::link_state_zh(&lag.state);
     s.say(format!(
         "河泉村链路状态：{state}，待送 {} 件",
         lag.lag_events

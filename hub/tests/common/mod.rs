@@ -187,6 +187,21 @@ impl Deployment {
     }
 }
 
+impl Deployment {
+    /// The township (serving children on a free loopback port) and the village below it,
+    /// each with its key made and signed: their config files, the village dialling the
+    /// township directly.
+    pub fn township_and_village(&self) -> (PathBuf, PathBuf) {
+        let township_id = self.hub_identity(TOWNSHIP);
+        let village_id = self.node_identity(VILLAGE);
+        let listen = free_addr();
+        (
+            self.config(TOWNSHIP, &township_id, None, Some(listen), ""),
+            self.config(VILLAGE, &village_id, Some(listen), None, ""),
+        )
+    }
+}
+
 /// The store directory of a box's config.
 pub fn store_of(config: &Path) -> PathBuf {
     config.parent().unwrap().join("store")
