@@ -16,6 +16,8 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
+use yimen_core::division::DivisionError;
+use yimen_core::routing::Custodian;
 use yimen_node::cli::{Reported, case_json};
 use yimen_node::pki::{self, PeerId};
 use yimen_node::tls::{self, TlsFiles};
@@ -126,6 +128,10 @@ pub enum DeskCommand {
         case: Option<String>,
         #[arg(long)]
         reason: String,
+        /// The CA directory: the lost custodian's certificates in its `issued/` are sent as
+        /// proof that they are revoked (the hub checks them against its CRL).
+        #[arg(long = "ca-dir")]
+        ca_dir: PathBuf,
     },
     /// Cases handed off and not signed for since longer than a set time.
     Transit {
@@ -315,7 +321,23 @@ async fn command(args: DeskArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             to,
             case,
             reason,
+            ca_dir,
         } => {
+            let lost: Custodian = from
+                .trim()
+                .parse()
+                .map_err(|e: DivisionError| anyhow!(Reported(format!("--from {from:?}: {e}"))))?;
+            let me = args
+                .cert
+                .as_deref()
+                .map(pki::peer_id_of_pem_file)
+                .transpose()
+                .map_err(|e| anyhow!(Reported(e)))?
+                .ok_or_else(|| anyhow!(Reported("desk: --cert is required".to_owned())))?;
+            let peer = pki::custodian_peer(me.trust_domain(), &lost)
+                .map_err(|e| anyhow!(Reported(format!("--from {from:?}: {e}"))))?;
+            let certs =
+                pki::issued_to(&ca_dir, &peer).map_err(|e| anyhow!(Reported(e.to_string())))?;
             let r = c
                 .reassign(pb::ReassignRequest {
                     operator: operator.clone(),
@@ -323,6 +345,7 @@ async fn command(args: DeskArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     to,
                     case_number: case.unwrap_or_default(),
                     reason,
+                    revoked_certificates: certs,
                 })
                 .await
                 .map_err(refused)?

@@ -161,53 +161,44 @@ fn medical_aid_application() -> pb::ApplyRequest {
     }
 }
 
-/// From township review to disbursement with `yimen-hub desk … --json` alone: the township's
-/// reviewer reviews and starts the 公示; the township's timer ends it and hands the case to
-/// the county's 医保局; the station approves and disburses, and the case goes back to the
-/// village, which completes it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_medical_aid_case_goes_from_township_review_to_disbursement_by_desk_commands() {
-    let d = Deployment::new();
-    let county_id = d.hub_identity(COUNTY);
-    let township_id = d.hub_identity(TOWNSHIP);
-    let village_id = d.node_identity(VILLAGE);
-    let county_listen = free_addr();
-    let township_listen = free_addr();
-    let county_cfg = d.config(COUNTY, &county_id, None, Some(county_listen), "");
-    let township_cfg = d.config(
-        TOWNSHIP,
-        &township_id,
-        Some(county_listen),
-        Some(township_listen),
-        "",
-    );
-    let village_cfg = d.config(VILLAGE, &village_id, Some(township_listen), None, "");
+/// The county and the township (each serving its children) and the village below them:
+/// their config files and listeners.
+struct Tiers {
+    county_cfg: PathBuf,
+    township_cfg: PathBuf,
+    village_cfg: PathBuf,
+    county_listen: std::net::SocketAddr,
+    township_listen: std::net::SocketAddr,
+}
 
-    // The county runs "30 days later" from the start: it acts only after the 公示.
-    let later = LATER_SECS.to_string();
-    let _county =
-        Hub::start_with_args(&county_cfg, "county", &["--clock-offset-secs", &later]).await;
-    let township = Hub::start(&township_cfg, "township-1").await;
-    let clock = Ahead::default();
-    let village = Village::start_with_clock(&village_cfg, Arc::new(clock.clone()))
-        .await
-        .unwrap();
+impl Tiers {
+    fn new(d: &Deployment) -> Tiers {
+        let county_id = d.hub_identity(COUNTY);
+        let township_id = d.hub_identity(TOWNSHIP);
+        let village_id = d.node_identity(VILLAGE);
+        let county_listen = free_addr();
+        let township_listen = free_addr();
+        Tiers {
+            county_cfg: d.config(COUNTY, &county_id, None, Some(county_listen), ""),
+            township_cfg: d.config(
+                TOWNSHIP,
+                &township_id,
+                Some(county_listen),
+                Some(township_listen),
+                "",
+            ),
+            village_cfg: d.config(VILLAGE, &village_id, Some(township_listen), None, ""),
+            county_listen,
+            township_listen,
+        }
+    }
+}
 
-    let reviewer = Desk::new(
-        &d,
-        &["--operator", &format!("{TOWNSHIP}/wang.li")],
-        "keys-reviewer",
-        township_listen,
-    );
-    let station = Desk::new(
-        &d,
-        &["--station", &format!("{COUNTY}/ybj")],
-        "keys-ybj",
-        county_listen,
-    );
-
-    // The village accepts (once its parent has refilled it), pre-checks and forwards.
-    let clerk = village.clerk().await;
+/// The village accepts a 医疗救助 application (once its parent has refilled it), pre-checks
+/// it and forwards it to the township; its number.
+async fn accept_and_forward(
+    clerk: &pb::clerk_client::ClerkClient<tonic::transport::Channel>,
+) -> String {
     let number = eventually("the village accepts", HANDOFF_WAIT, || {
         let mut c = clerk.clone();
         async move {
@@ -234,6 +225,51 @@ async fn a_medical_aid_case_goes_from_township_review_to_disbursement_by_desk_co
     })
     .await
     .unwrap();
+    number
+}
+
+/// From township review to disbursement with `yimen-hub desk … --json` alone: the township's
+/// reviewer reviews and starts the 公示; the township's timer ends it and hands the case to
+/// the county's 医保局; the station approves and disburses, and the case goes back to the
+/// village, which completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_medical_aid_case_goes_from_township_review_to_disbursement_by_desk_commands() {
+    let d = Deployment::new();
+    let Tiers {
+        county_cfg,
+        township_cfg,
+        village_cfg,
+        county_listen,
+        township_listen,
+    } = Tiers::new(&d);
+
+    // The county runs "30 days later" from the start: it acts only after the 公示.
+    let later = LATER_SECS.to_string();
+    let _county =
+        Hub::start_with_args(&county_cfg, "county", &["--clock-offset-secs", &later]).await;
+    let township = Hub::start(&township_cfg, "township-1").await;
+    let clock = Ahead::default();
+    let village = Village::start_with_clock(&village_cfg, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+
+    let reviewer = Desk::new(
+        &d,
+        &["--operator", &format!("{TOWNSHIP}/wang.li")],
+        "keys-reviewer",
+        township_listen,
+    );
+    let station = Desk::new(
+        &d,
+        &["--station", &format!("{COUNTY}/ybj")],
+        "keys-ybj",
+        county_listen,
+    );
+
+    // The village accepts (once its parent has refilled it), pre-checks and forwards.
+    let clerk = village.clerk().await;
+    let mut c = clerk.clone();
+    let number = accept_and_forward(&clerk).await;
 
     // At the township: the case arrives (the reviewer's desk sees it) and waits for review.
     let arrived = reviewer
@@ -464,5 +500,93 @@ async fn a_medical_aid_case_goes_from_township_review_to_disbursement_by_desk_co
     );
     let quarantined = county_op.ok(&["quarantine"]);
     assert_eq!(quarantined["quarantined"], serde_json::json!([]));
+    village.stop().await;
+}
+
+/// 改派 with real processes: the county's operator hands a case held by a lost township to
+/// the county's own desk with `yimen-hub desk reassign … --ca-dir`; the county refuses while
+/// the township's certificate is not revoked, and after `yimen-hub pki revoke` writes the
+/// reassignment and signs for the case itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_county_reassigns_a_lost_townships_case_only_after_its_revocation() {
+    let d = Deployment::new();
+    let Tiers {
+        county_cfg,
+        township_cfg,
+        village_cfg,
+        county_listen,
+        ..
+    } = Tiers::new(&d);
+    let _county = Hub::start(&county_cfg, "county").await;
+    let _township = Hub::start(&township_cfg, "township").await;
+    let village = Village::start(&village_cfg).await.unwrap();
+    let county_op = Desk::new(
+        &d,
+        &["--operator", &format!("{COUNTY}/zhao.liu")],
+        "keys-county-operator",
+        county_listen,
+    );
+
+    let number = accept_and_forward(&village.clerk().await).await;
+    // The county sees the case signed for by the township (the receipt went up).
+    county_op
+        .wait_for("the township's receipt at the county", &number, |c| {
+            c["custodian"] == TOWNSHIP && c["received"] == true
+        })
+        .await;
+
+    let ca_dir = d.ca_dir();
+    let reassign = [
+        "reassign",
+        "--from",
+        TOWNSHIP,
+        "--to",
+        COUNTY,
+        "--case",
+        &number,
+        "--reason",
+        "乡镇便民服务中心设备被盗",
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+    ];
+    // The township is not revoked yet: refused, nothing written.
+    let (err, _) = county_op.run(&reassign).unwrap_err();
+    assert_eq!(err["error"]["code"], "FailedPrecondition", "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("吊销"),
+        "{err}"
+    );
+    let shown = county_op.ok(&["show", &number]);
+    assert_eq!(shown["case"]["custodian"], TOWNSHIP, "{shown}");
+
+    d.revoke(TOWNSHIP);
+    let done = county_op.ok(&reassign);
+    assert_eq!(done["case_numbers"], serde_json::json!([number]), "{done}");
+    let shown = county_op.ok(&["show", &number]);
+    assert_eq!(shown["case"]["custodian"], COUNTY, "{shown}");
+    assert_eq!(shown["case"]["received"], true, "the county signed for it");
+    let events = kinds(&shown["case"]);
+    assert!(
+        events.ends_with(&["reassigned".to_owned(), "received".to_owned()]),
+        "{events:?}"
+    );
+    // Nothing left to reassign from the lost township.
+    let (err, _) = county_op
+        .run(&[
+            "reassign",
+            "--from",
+            TOWNSHIP,
+            "--to",
+            COUNTY,
+            "--reason",
+            "其余办件",
+            "--ca-dir",
+            ca_dir.to_str().unwrap(),
+        ])
+        .unwrap_err();
+    assert_eq!(err["error"]["code"], "NotFound", "{err}");
+    // Quarantine list at the county: empty, readable.
+    let listed = county_op.ok(&["quarantine"]);
+    assert_eq!(listed["quarantined"], serde_json::json!([]), "{listed}");
     village.stop().await;
 }

@@ -87,6 +87,7 @@ pub fn status(e: ClerkError) -> Status {
             _ => Code::Unavailable,
         },
         ClerkError::Stopped(_) | ClerkError::Refilling => Code::Unavailable,
+        ClerkError::Held { .. } => Code::FailedPrecondition,
     };
     if matches!(code, Code::Unavailable | Code::DataLoss | Code::Internal) {
         tracing::error!(error = %e, "clerk operation failed");
@@ -164,6 +165,8 @@ pub fn case_view(c: &Case, today: NaiveDate) -> pb::CaseView {
         overdue: c.is_overdue(today),
         events: c.events.iter().map(event_view).collect(),
         returns: c.returns,
+        hold: String::new(),
+        hold_reason: String::new(),
     }
 }
 

@@ -981,6 +981,8 @@ pub fn case_json(c: &pb::CaseView) -> Value {
         "accepted_at": c.accepted_at,
         "overdue": c.overdue,
         "returns": c.returns,
+        "hold": (!c.hold.is_empty()).then_some(&c.hold),
+        "hold_reason": (!c.hold.is_empty()).then_some(&c.hold_reason),
         "events": c.events.iter().map(event_json).collect::<Vec<_>>(),
     })
 }
@@ -1010,6 +1012,14 @@ pub fn case_text(c: &pb::CaseView) -> String {
             ""
         },
     );
+    match c.hold.as_str() {
+        "quarantined" => s.push_str(&format!(
+            "已隔离：{}（县级作出处置决定前不能办理）\n",
+            c.hold_reason
+        )),
+        "void" => s.push_str(&format!("已由县级决定作废：{}\n", c.hold_reason)),
+        _ => {}
+    }
     s.push_str("办理记录：\n");
     for e in &c.events {
         s.push_str(&format!(

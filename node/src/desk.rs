@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
-use yimen_core::case::{Case, Due};
+use yimen_core::case::{Case, Due, Verdict};
 use yimen_core::catalog::{ItemVersion, NodeId, StepAction};
 use yimen_core::numbering::CaseNumber;
 use yimen_core::routing::Custodian;
@@ -108,12 +108,23 @@ pub struct DeskService {
     node: NodeHandle,
     me: NodeId,
     clock: Arc<dyn Clock>,
+    /// The hub's TLS files: the CA certificate and CRL prove a lost custodian revoked.
+    files: Option<tls::TlsFiles>,
 }
 
 impl DeskService {
-    pub fn new(node: NodeHandle, clock: Arc<dyn Clock>) -> DeskService {
+    pub fn new(
+        node: NodeHandle,
+        clock: Arc<dyn Clock>,
+        files: Option<tls::TlsFiles>,
+    ) -> DeskService {
         let me = node.id;
-        DeskService { node, me, clock }
+        DeskService {
+            node,
+            me,
+            clock,
+            files,
+        }
     }
 
     async fn topology(&self) -> Result<Topology, Status> {
@@ -173,12 +184,18 @@ impl DeskService {
                 item,
                 forwarded_to,
                 received_here,
+                hold,
             } => {
+                let mut view = self.view(&case, &item);
+                if let Some(h) = hold {
+                    view.hold = if h.voided { "void" } else { "quarantined" }.to_owned();
+                    view.hold_reason = h.reason;
+                }
                 if let Some(to) = &forwarded_to {
                     tracing::info!(case = %case.number, desk = %caller.custodian, %to, "handed on after a desk step");
                 }
                 Ok(Response::new(pb::DeskCaseReply {
-                    case: Some(self.view(&case, &item)),
+                    case: Some(view),
                     forwarded_to: forwarded_to.map(|c| c.to_string()).unwrap_or_default(),
                     received_here,
                     desk: caller.custodian.to_string(),
@@ -395,36 +412,94 @@ impl Desk for DeskService {
         &self,
         r: Request<pb::DecideQuarantineRequest>,
     ) -> Result<Response<pb::DecideQuarantineReply>, Status> {
-        let _proof = self.authorize(&r, |_| Action::CountyDecision).await?;
-        let decision = r.get_ref().decision;
-        if pb::QuarantineDecision::try_from(decision)
-            .ok()
-            .filter(|d| *d != pb::QuarantineDecision::Unspecified)
-            .is_none()
-        {
-            return Err(Status::invalid_argument(
-                "处置决定应为解除隔离（release）或作废（void）",
-            ));
+        let proof = self.authorize(&r, |_| Action::CountyDecision).await?;
+        let actor = Caller::of(&proof, self.me)?.actor(&r.get_ref().operator)?;
+        let r = r.into_inner();
+        let verdict = match pb::QuarantineDecision::try_from(r.decision) {
+            Ok(pb::QuarantineDecision::Release) => Verdict::Release,
+            Ok(pb::QuarantineDecision::Void) => Verdict::Void,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "处置决定应为解除隔离（release）或作废（void）",
+                ));
+            }
+        };
+        let op = DeskOp::Decide {
+            actor,
+            case: r.case_number,
+            verdict,
+            reason: r.reason,
+        };
+        match self.call(op).await? {
+            DeskReply::Decided {
+                case,
+                verdict,
+                state,
+                quarantined_again,
+            } => {
+                let status = state
+                    .as_ref()
+                    .map(|c| {
+                        format!(
+                            "，办件状态：{}，当前办理人：{}",
+                            c.status.name_zh(),
+                            c.custodian
+                        )
+                    })
+                    .unwrap_or_default();
+                let text_zh = match (verdict, quarantined_again) {
+                    (Verdict::Void, _) => format!("办件{case}已作废，决定已发往各相关节点"),
+                    (Verdict::Release, false) => {
+                        format!("办件{case}已解除隔离，暂存的事件已重新办理{status}")
+                    }
+                    (Verdict::Release, true) => format!(
+                        "办件{case}已解除隔离，但暂存的事件仍未通过校验，已再次隔离{status}"
+                    ),
+                };
+                Ok(Response::new(pb::DecideQuarantineReply {
+                    case_number: case.to_string(),
+                    decision: r.decision,
+                    text_zh,
+                }))
+            }
+            _ => Err(unexpected()),
         }
-        Err(county_decisions_pending())
     }
 
     async fn reassign(
         &self,
         r: Request<pb::ReassignRequest>,
     ) -> Result<Response<pb::ReassignReply>, Status> {
-        let _proof = self.authorize(&r, |_| Action::CountyDecision).await?;
+        let proof = self.authorize(&r, |_| Action::CountyDecision).await?;
+        let actor = Caller::of(&proof, self.me)?.actor(&r.get_ref().operator)?;
         let r = r.into_inner();
+        let mut parsed = Vec::with_capacity(2);
         for (field, value) in [("原办理人", &r.from), ("新办理人", &r.to)] {
-            value.trim().parse::<Custodian>().map_err(|e| {
+            parsed.push(value.trim().parse::<Custodian>().map_err(|e| {
                 Status::invalid_argument(format!("{field}“{value}”无效：{}", e.reason_zh()))
-            })?;
+            })?);
         }
-        if !r.case_number.trim().is_empty() {
-            CaseNumber::parse(r.case_number.trim())
+        let (from, to) = (parsed.remove(0), parsed.remove(0));
+        let case = Some(r.case_number.trim().to_owned()).filter(|c| !c.is_empty());
+        if let Some(c) = &case {
+            CaseNumber::parse(c)
                 .map_err(|e| Status::invalid_argument(format!("办件编号：{}", e.reason_zh())))?;
         }
-        Err(county_decisions_pending())
+        self.check_revoked(proof.peer(), &from, &r.revoked_certificates)?;
+        let op = DeskOp::Reassign {
+            actor,
+            from: from.clone(),
+            to: to.clone(),
+            case,
+            reason: r.reason,
+        };
+        match self.call(op).await? {
+            DeskReply::Reassigned(cases) => Ok(Response::new(pb::ReassignReply {
+                text_zh: format!("已将{}件办件由{from}改派至{to}", cases.len()),
+                case_numbers: cases.iter().map(ToString::to_string).collect(),
+            })),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn transit(
@@ -475,12 +550,39 @@ impl DeskService {
     }
 }
 
-/// County decisions on quarantined cases and lost custodians need a county decision event
-/// that travels to the case's audience; until the core has one, the desk says so.
-fn county_decisions_pending() -> Status {
-    Status::unimplemented(
-        "本版本尚不能通过窗口作出隔离处置或改派决定（县级决定事件尚未提供）；请联系县级管理员",
-    )
+impl DeskService {
+    /// The county reassigns only after revocation: `certs` must be the lost custodian's
+    /// certificates, issued by this deployment's CA and listed in this hub's CRL.
+    fn check_revoked(
+        &self,
+        caller: &PeerId,
+        from: &Custodian,
+        certs: &[Vec<u8>],
+    ) -> Result<(), Status> {
+        let Some((ca, crl)) = self
+            .files
+            .as_ref()
+            .and_then(|f| f.crl.as_ref().map(|crl| (f.ca.clone(), crl.clone())))
+        else {
+            return Err(Status::failed_precondition(
+                "本节点未配置证书吊销列表（crl），无法确认原办理人已被吊销，不能改派",
+            ));
+        };
+        let lost = crate::pki::custodian_peer(caller.trust_domain(), from)
+            .map_err(|e| Status::invalid_argument(format!("原办理人“{from}”无效：{e}")))?;
+        match crate::pki::check_revoked(&ca, &crl, &lost, certs) {
+            Ok(serials) => {
+                tracing::info!(%lost, revoked = serials.len(), "lost custodian's revocation checked");
+                Ok(())
+            }
+            Err(why) => {
+                tracing::info!(%lost, why, "reassignment refused: revocation not proven");
+                Err(Status::failed_precondition(format!(
+                    "原办理人{from}的证书未被证明已吊销，不能改派（{why}）；请先吊销其证书，再以 --ca 指定证书颁发机构目录重试"
+                )))
+            }
+        }
+    }
 }
 
 /// Runs the custodian's timers every `every` (the first pass at once) until `stop` turns

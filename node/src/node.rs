@@ -38,7 +38,7 @@ use crate::store::Store;
 // Desk operations (township reviewers, county stations) and the custodian's timers.
 mod desk;
 pub use desk::{
-    DESK_CASES_MAX, DeskActor, DeskOp, DeskReply, DeskScope, InTransit, PendingCase,
+    DESK_CASES_MAX, DeskActor, DeskOp, DeskReply, DeskScope, Hold, InTransit, PendingCase,
     TIMER_OPERATOR, TickReport,
 };
 
@@ -223,6 +223,9 @@ pub enum ClerkError {
     Stopped(String),
     #[error("the node is being refilled by its parent and numbers no case until it is whole")]
     Refilling,
+    /// The case is quarantined or void: nobody acts on it until the county decides.
+    #[error("case {case} is {}", if *.voided { "void" } else { "quarantined" })]
+    Held { case: CaseNumber, voided: bool },
 }
 
 impl ClerkError {
@@ -243,6 +246,15 @@ impl ClerkError {
                 "本机正在从上级节点恢复数据，恢复完成前暂不能受理新办件；请保持网络连通，稍后再试"
                     .to_owned()
             }
+            ClerkError::Held { case, voided: true } => {
+                format!("办件{case}已由县级决定作废，不能再办理")
+            }
+            ClerkError::Held {
+                case,
+                voided: false,
+            } => format!(
+                "办件{case}因数据校验未通过已被隔离，县级作出处置决定前不能办理；请联系县级管理员"
+            ),
         }
     }
 }
@@ -301,7 +313,7 @@ impl<S: Store> Node<S> {
                 case,
                 opinion,
             } => {
-                let c = self.load(&case)?;
+                let c = self.load_for_write(&case)?;
                 let item = self.item_of(&c)?;
                 let is_precheck = c
                     .next_step(&Rules { item: &item })
@@ -320,7 +332,7 @@ impl<S: Store> Node<S> {
                 to,
                 reason,
             } => {
-                let c = self.load(&case)?;
+                let c = self.load_for_write(&case)?;
                 let item = self.item_of(&c)?;
                 let to = match to {
                     Some((node, dept)) => Custodian {
@@ -343,7 +355,7 @@ impl<S: Store> Node<S> {
                 case,
                 materials,
             } => {
-                let c = self.load(&case)?;
+                let c = self.load_for_write(&case)?;
                 let item = self.item_of(&c)?;
                 let materials = material_set(materials);
                 self.act(c, &item, operator, now, Command::Supplement { materials })
@@ -353,7 +365,7 @@ impl<S: Store> Node<S> {
                 case,
                 result,
             } => {
-                let c = self.load(&case)?;
+                let c = self.load_for_write(&case)?;
                 let item = self.item_of(&c)?;
                 self.act(c, &item, operator, now, Command::Complete { result })
             }
@@ -362,7 +374,7 @@ impl<S: Store> Node<S> {
                 case,
                 satisfaction,
             } => {
-                let c = self.load(&case)?;
+                let c = self.load_for_write(&case)?;
                 let item = self.item_of(&c)?;
                 let satisfaction = u8::try_from(satisfaction).unwrap_or(u8::MAX);
                 self.act(c, &item, operator, now, Command::Evaluate { satisfaction })
@@ -374,7 +386,7 @@ impl<S: Store> Node<S> {
                 correction,
                 reason,
             } => {
-                let c = self.load(&case)?;
+                let c = self.load_for_write(&case)?;
                 let item = self.item_of(&c)?;
                 let correction = match correction {
                     CorrectionInput::ApplicantName(n) => {
@@ -490,6 +502,13 @@ impl<S: Store> Node<S> {
             .ok_or_else(|| ClerkError::NotFound(format!("办件“{number}”")))
     }
 
+    /// A case the clerk is about to change: refused while quarantined or once void.
+    fn load_for_write(&mut self, number: &str) -> Result<Case, ClerkError> {
+        let case = self.load(number)?;
+        self.not_held(&case.number)?;
+        Ok(case)
+    }
+
     fn actor(&self, operator: String, now: chrono::NaiveDateTime) -> Result<Actor<'_>, ClerkError> {
         let operator = checked_operator(operator)?;
         Ok(Actor {
@@ -497,6 +516,21 @@ impl<S: Store> Node<S> {
             operator,
             at: now,
             calendar: &self.register.calendar,
+        })
+    }
+
+    /// Refuses to act on a quarantined or void case.
+    pub(crate) fn not_held(&self, case: &CaseNumber) -> Result<(), ClerkError> {
+        let voided = if self.register.voided(case)?.is_some() {
+            true
+        } else if self.register.quarantine_of(case)?.is_some() {
+            false
+        } else {
+            return Ok(());
+        };
+        Err(ClerkError::Held {
+            case: *case,
+            voided,
         })
     }
 
@@ -508,6 +542,7 @@ impl<S: Store> Node<S> {
         now: chrono::NaiveDateTime,
         command: Command,
     ) -> Reply {
+        self.not_held(&case.number)?;
         let rules = Rules { item };
         let event = {
             let actor = self.actor(operator, now)?;
@@ -884,9 +919,7 @@ impl<S: Store> Node<S> {
                 cursor,
             } => {
                 let received = reg.receive(peer, events, cursor)?;
-                for number in &received.arrived {
-                    self.sign_for(number);
-                }
+                self.after_received(&received);
                 LinkReply::Received(received)
             }
             LinkOp::RefillDone => {
@@ -912,10 +945,24 @@ impl<S: Store> Node<S> {
 pub const AUTO_RECEIPT_OPERATOR: &str = "系统自动签收";
 
 impl<S: Store> Node<S> {
+    /// What a received batch (or a county decision taken here) asks of this node: signing for
+    /// the cases handed to it, raising an alarm for each case it quarantined. A failure is
+    /// logged; it never fails the link.
+    pub(crate) fn after_received(&mut self, received: &Received) {
+        for number in &received.arrived {
+            self.sign_for(number);
+        }
+        for q in &received.alarms {
+            if let Err(e) = self.register.raise_alarm(q, self.clock.beijing()) {
+                tracing::error!(case = %q.case, error = %e, "could not raise a quarantine alarm");
+            }
+        }
+    }
+
     /// Signs for (签收) a case handed to this node, as its custodian: the receipt travels
     /// back along the case's audience. A failure is logged and leaves the case in transit
     /// (supervision lists it); it never fails the link.
-    fn sign_for(&mut self, number: &CaseNumber) {
+    pub(crate) fn sign_for(&mut self, number: &CaseNumber) {
         let result = (|| -> Result<(), ClerkError> {
             let Some(case) = self.register.case(number)? else {
                 return Ok(());
@@ -923,6 +970,7 @@ impl<S: Store> Node<S> {
             if case.custodian.node != self.register.node || case.received {
                 return Ok(());
             }
+            self.not_held(number)?;
             let item = self.item_of(&case)?;
             let rules = Rules { item: &item };
             let actor = Actor {

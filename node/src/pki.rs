@@ -536,6 +536,86 @@ pub fn revoked_serials(crl_path: &Path) -> Result<Vec<Serial>, PkiError> {
         .collect())
 }
 
+/// Checks that `certs` (DER) prove `peer` revoked: at least one, each issued by the CA of
+/// `ca_cert` (PEM) to `peer` and listed in the CRL at `crl`. Returns their serials. This is
+/// the county's check before it reassigns a lost custodian's cases (DESIGN.md "Custody").
+pub fn check_revoked(
+    ca_cert: &Path,
+    crl: &Path,
+    peer: &PeerId,
+    certs: &[Vec<u8>],
+) -> Result<Vec<Serial>, String> {
+    if certs.is_empty() {
+        return Err(format!(
+            "no certificate of {peer} was given: the county reassigns only after revocation"
+        ));
+    }
+    let ca_pem =
+        read_limited(ca_cert, SMALL_FILE_BYTES_MAX, "CA certificate").map_err(|e| e.to_string())?;
+    let ca_der = CertificateDer::from_pem_slice(&ca_pem)
+        .map_err(|e| format!("{}: {e}", ca_cert.display()))?;
+    let (_, ca) = x509_parser::parse_x509_certificate(&ca_der)
+        .map_err(|e| format!("{}: {e}", ca_cert.display()))?;
+    let revoked = revoked_serials(crl).map_err(|e| e.to_string())?;
+    let mut serials = Vec::with_capacity(certs.len());
+    for (i, der) in certs.iter().enumerate() {
+        let n = i + 1;
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| format!("certificate {n} does not parse: {e}"))?;
+        if cert.issuer() != ca.subject() || cert.verify_signature(Some(ca.public_key())).is_err() {
+            return Err(format!(
+                "certificate {n} was not issued by this deployment's CA"
+            ));
+        }
+        let named = peer_id_of(der).map_err(|e| format!("certificate {n}: {e}"))?;
+        if named != *peer {
+            return Err(format!("certificate {n} names {named}, not {peer}"));
+        }
+        let serial = Serial::from_be_bytes(cert.raw_serial())
+            .ok_or_else(|| format!("certificate {n} has a serial longer than 64 bits"))?;
+        if !revoked.contains(&serial) {
+            return Err(format!(
+                "certificate {n} of {peer} (serial {serial}) is not revoked: revoke it first (yimen-hub pki revoke)"
+            ));
+        }
+        serials.push(serial);
+    }
+    Ok(serials)
+}
+
+/// The identity whose certificates a custodian acts with: a station for a department, the
+/// node itself for its own desk.
+pub fn custodian_peer(
+    trust_domain: &TrustDomain,
+    custodian: &yimen_core::routing::Custodian,
+) -> Result<PeerId, IdentityError> {
+    match &custodian.department {
+        Some(dept) => PeerId::station(trust_domain.clone(), custodian.node, Dept::parse(&dept.0)?),
+        None => Ok(PeerId::node(trust_domain.clone(), custodian.node)),
+    }
+}
+
+/// The certificates the CA in `ca_dir` issued to `peer` (DER, from `issued/`), revoked or
+/// not: what `yimen-hub desk reassign --ca DIR` sends as proof of revocation.
+pub fn issued_to(ca_dir: &Path, peer: &PeerId) -> Result<Vec<Vec<u8>>, PkiError> {
+    let mut out = Vec::new();
+    for (_, path) in issued_serials(ca_dir)? {
+        let bytes = read_limited(&path, SMALL_FILE_BYTES_MAX, "certificate")?;
+        if bytes.is_empty() {
+            continue;
+        }
+        let der = CertificateDer::from_pem_slice(&bytes).map_err(|e| PkiError::BadFile {
+            path: path.clone(),
+            what: "issued certificate",
+            reason: e.to_string(),
+        })?;
+        if peer_id_of(&der).is_ok_and(|p| p == *peer) {
+            out.push(der.to_vec());
+        }
+    }
+    Ok(out)
+}
+
 /// The CA loaded for signing.
 struct Ca {
     issuer: Issuer<'static, KeyPair>,

@@ -29,9 +29,11 @@ use crate::store::{Batch, Epoch, Mark, Opened, Store, StoreError};
 mod inspect;
 mod replica;
 mod revision;
+mod supervision;
 pub use inspect::{InspectError, inspect, inspect_store};
 pub use replica::{ReceiveError, Received};
 pub use revision::{AuthorRule, Publication, Published, Revision, RevisionKind, RevisionProblem};
+pub use supervision::{ALARM_OPERATOR, NewQuarantine, QuarantineRecord};
 
 /// Cases kept decoded in memory; the rest are read from the store (sled's own cache keeps the
 /// hot pages). A day's work at a village counter is tens of cases; this bounds memory at
@@ -64,6 +66,7 @@ mod key {
     pub const CURSOR: &[u8] = b"k/";
     pub const HELD: &[u8] = b"hb/";
     pub const QUARANTINE: &[u8] = b"q/";
+    pub const VOID: &[u8] = b"vd/";
 
     pub fn join(parts: &[&[u8]]) -> Vec<u8> {
         parts.concat()

@@ -393,6 +393,7 @@ async fn start_links(
         let desk = yimen_proto::pb::desk_server::DeskServer::new(crate::desk::DeskService::new(
             ctx.node.clone(),
             ctx.clock.clone(),
+            Some(files.clone()),
         ));
         let mut stop = stop.clone();
         tracing::info!(node = %config.id, replication = ?local, "serving children's links and the desk");

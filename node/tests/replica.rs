@@ -290,41 +290,9 @@ fn a_handoff_across_townships_carries_the_history_and_the_receipt_comes_back() {
     let (mut county, _) = open(COUNTY, 9, Recovery::Stop);
     let (mut t2, _) = open(T2, 10, Recovery::Stop);
 
-    let reply = village
-        .handle(ClerkOp::Apply {
-            operator: "测试员".to_owned(),
-            item_code: "430421-YB-0001".to_owned(),
-            applicant: ApplicantInput {
-                id_number: "11010519491231002X".to_owned(),
-                name: "张桂英".to_owned(),
-                household: RESIDENT_VILLAGE.to_owned(),
-                statuses: vec!["dibao".to_owned()],
-            },
-            materials: vec!["zyfp".to_owned(), "xnhpj".to_owned(), "dbz".to_owned()],
-            helper: None,
-        })
-        .unwrap();
-    let ClerkReply::Accepted(case, _) = reply else {
-        panic!("not accepted: {reply:?}");
-    };
-    let number = case.number.to_string();
-    for op in [
-        ClerkOp::Precheck {
-            operator: "测试员".to_owned(),
-            case: number.clone(),
-            opinion: "材料齐全".to_owned(),
-        },
-        ClerkOp::Forward {
-            operator: "测试员".to_owned(),
-            case: number.clone(),
-            to: None,
-            reason: "同城通办，转申请人户籍地乡镇审核".to_owned(),
-        },
-    ] {
-        village.handle(op).unwrap();
-    }
-    village.sync().unwrap();
-    let forwarded = village.register.case(&case.number).unwrap().unwrap();
+    let number = forwarded_medical_aid(&mut village, RESIDENT_VILLAGE);
+    let case: yimen_core::numbering::CaseNumber = number.parse().unwrap();
+    let forwarded = village.register.case(&case).unwrap().unwrap();
     assert_eq!(
         forwarded.custodian.node.to_string(),
         T2,
@@ -339,7 +307,7 @@ fn a_handoff_across_townships_carries_the_history_and_the_receipt_comes_back() {
     deliver(&mut county, COUNTY, &mut t2, T2);
     let at_t2 = t2
         .register
-        .case(&case.number)
+        .case(&case)
         .unwrap()
         .expect("西渡镇 holds the case");
     assert!(at_t2.received, "西渡镇 signed for the case");
@@ -348,7 +316,7 @@ fn a_handoff_across_townships_carries_the_history_and_the_receipt_comes_back() {
     deliver(&mut t2, T2, &mut county, COUNTY);
     deliver(&mut county, COUNTY, &mut t1, T1);
     deliver(&mut t1, T1, &mut village, VILLAGE);
-    let back = village.register.case(&case.number).unwrap().unwrap();
+    let back = village.register.case(&case).unwrap().unwrap();
     assert!(back.received, "the accepting village sees the receipt");
     assert_eq!(back.last_seq(), 4);
     // Least knowledge: 演陂镇's other villages hold nothing of it.
@@ -427,4 +395,329 @@ fn newer_schemas_and_unknown_types_are_relayed_byte_for_byte_by_envelope() {
         assert_eq!(sent.id, got.id);
         assert_eq!(sent.digest, got.digest);
     }
+}
+
+/// A county operator at the county's own desk.
+fn county_desk() -> yimen_node::node::DeskActor {
+    yimen_node::node::DeskActor {
+        custodian: yimen_node::node::DeskActor::custodian_of(id(COUNTY), None),
+        operator: "县级管理员".to_owned(),
+    }
+}
+
+/// A 医疗救助 case accepted at the village for a resident of `household`, pre-checked and
+/// forwarded to the competent township (同城通办 when `household` is another township's).
+fn forwarded_medical_aid(village: &mut Node<MemStore>, household: &str) -> String {
+    let reply = village
+        .handle(ClerkOp::Apply {
+            operator: "测试员".to_owned(),
+            item_code: "430421-YB-0001".to_owned(),
+            applicant: ApplicantInput {
+                id_number: "11010519491231002X".to_owned(),
+                name: "张桂英".to_owned(),
+                household: household.to_owned(),
+                statuses: vec!["dibao".to_owned()],
+            },
+            materials: vec!["zyfp".to_owned(), "xnhpj".to_owned(), "dbz".to_owned()],
+            helper: None,
+        })
+        .unwrap();
+    let ClerkReply::Accepted(case, _) = reply else {
+        panic!("not accepted: {reply:?}");
+    };
+    let number = case.number.to_string();
+    village
+        .handle(ClerkOp::Precheck {
+            operator: "测试员".to_owned(),
+            case: number.clone(),
+            opinion: "材料齐全".to_owned(),
+        })
+        .unwrap();
+    village
+        .handle(ClerkOp::Forward {
+            operator: "测试员".to_owned(),
+            case: number.clone(),
+            to: None,
+            reason: "转乡镇审核".to_owned(),
+        })
+        .unwrap();
+    village.sync().unwrap();
+    number
+}
+
+/// DESIGN.md "When an event is refused": a case whose event fails a domain check at the
+/// township (here its item version is unknown there) is quarantined, its events are held
+/// rather than dropped, and an alarm goes up to the county and to the accepting village,
+/// which stops acting on it. Once the cause is gone, the county's release applies the held
+/// events (the township signs for the case); two events claiming one case sequence quarantine
+/// the case too, and the county's void is final.
+#[test]
+fn a_quarantined_case_raises_an_alarm_holds_its_events_and_the_county_decides() {
+    use yimen_node::node::{ClerkError, DeskOp, DeskReply};
+    let (mut village, _) = open(VILLAGE, 7, Recovery::Stop);
+    let (mut county, _) = open(COUNTY, 9, Recovery::Stop);
+    // A township whose catalog lacks 医疗救助 (a defect: it should have come down).
+    let (store, opened) = MemStore::new(Epoch(8));
+    let mut boot = bootstrap(id(TOWNSHIP));
+    boot.catalog = yimen_core::catalog::Catalog::default();
+    let senior = yimen_core::sample::senior_card(Default::default());
+    boot.catalog.apply(senior.owner, senior).unwrap();
+    let reg = Register::open(store, opened, id(TOWNSHIP), boot, Recovery::Stop).unwrap();
+    let mut township = Node::new(
+        reg,
+        Arc::new(ManualClock::at_beijing(
+            NaiveDate::from_ymd_opt(2026, 3, 2)
+                .unwrap()
+                .and_hms_opt(9, 0, 0)
+                .unwrap(),
+        )),
+    );
+
+    let number = forwarded_medical_aid(&mut village, VILLAGE);
+    let case: yimen_core::numbering::CaseNumber = number.parse().unwrap();
+    deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
+    let quarantined = township.register.quarantined(10).unwrap();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(quarantined[0].0, number);
+    assert!(
+        quarantined[0].1.contains("item version unknown here"),
+        "{quarantined:?}"
+    );
+    assert!(township.register.case(&case).unwrap().is_none());
+    // The alarm: the township's own event, up to the county and down to the village.
+    let up = outbox(&township, COUNTY, false);
+    assert_eq!(up.len(), 4, "the village's three events and the alarm");
+    let alarm = &up[3];
+    assert_eq!(alarm.id.origin, TOWNSHIP);
+    assert_eq!(outbox(&township, VILLAGE, false).len(), 1, "the alarm only");
+
+    // The accepting village hears it and stops acting on the case.
+    deliver(&mut township, TOWNSHIP, &mut village, VILLAGE);
+    assert!(village.register.quarantine_of(&case).unwrap().is_some());
+    let refused = village
+        .handle(ClerkOp::Precheck {
+            operator: "测试员".to_owned(),
+            case: number.clone(),
+            opinion: "再次初审".to_owned(),
+        })
+        .unwrap_err();
+    assert!(
+        matches!(refused, ClerkError::Held { voided: false, .. }),
+        "{refused:?}"
+    );
+    assert!(
+        refused.reason_zh().contains("隔离"),
+        "{}",
+        refused.reason_zh()
+    );
+
+    // The county applies the case (it knows the item) and lists the alarm.
+    deliver(&mut township, TOWNSHIP, &mut county, COUNTY);
+    let at_county = county.register.quarantined(10).unwrap();
+    assert_eq!(at_county.len(), 1, "{at_county:?}");
+    assert!(
+        at_county[0].1.contains(TOWNSHIP) && at_county[0].1.contains("(event 1)"),
+        "{at_county:?}"
+    );
+    let DeskReply::Quarantined(listed) = county.handle_desk(DeskOp::Quarantined).unwrap() else {
+        panic!("not a quarantine list");
+    };
+    assert_eq!(listed, at_county);
+    // Only the county decides, and only on a quarantined case.
+    let not_county = township
+        .handle_desk(DeskOp::Decide {
+            actor: yimen_node::node::DeskActor {
+                custodian: yimen_node::node::DeskActor::custodian_of(id(TOWNSHIP), None),
+                operator: "乡镇管理员".to_owned(),
+            },
+            case: number.clone(),
+            verdict: yimen_core::case::Verdict::Release,
+            reason: "已修复".to_owned(),
+        })
+        .unwrap_err();
+    assert!(matches!(not_county, ClerkError::Case(_)), "{not_county:?}");
+
+    // The cause is gone (the item reaches the township), then the county releases.
+    let aid = yimen_core::sample::medical_aid(Default::default());
+    township.register.catalog.apply(aid.owner, aid).unwrap();
+    let DeskReply::Decided {
+        quarantined_again, ..
+    } = county
+        .handle_desk(DeskOp::Decide {
+            actor: county_desk(),
+            case: number.clone(),
+            verdict: yimen_core::case::Verdict::Release,
+            reason: "乡镇事项目录已补齐，解除隔离".to_owned(),
+        })
+        .unwrap()
+    else {
+        panic!("not a decision");
+    };
+    assert!(!quarantined_again);
+    county.sync().unwrap();
+    assert!(county.register.quarantined(10).unwrap().is_empty());
+    deliver(&mut county, COUNTY, &mut township, TOWNSHIP);
+    assert!(township.register.quarantined(10).unwrap().is_empty());
+    let released = township.register.case(&case).unwrap().unwrap();
+    assert_eq!(released.custodian.node.to_string(), TOWNSHIP);
+    assert!(
+        released.received,
+        "the township signed for the released case"
+    );
+    assert_eq!(released.last_seq(), 4);
+    deliver(&mut township, TOWNSHIP, &mut village, VILLAGE);
+    assert!(village.register.quarantine_of(&case).unwrap().is_none());
+    assert!(village.register.case(&case).unwrap().unwrap().received);
+
+    // A second event claiming case sequence 2 (a new identity): a fork, quarantined.
+    let mut fork = up[1].clone();
+    let mut wire =
+        <yimen_proto::pb::Event as prost::Message>::decode(fork.bytes.as_slice()).unwrap();
+    wire.envelope.as_mut().unwrap().id.as_mut().unwrap().seq = 99;
+    fork.bytes = prost::Message::encode_to_vec(&wire);
+    fork.id.seq = 99;
+    fork.position = 50;
+    fork.digest = *blake3::hash(&fork.bytes).as_bytes();
+    let r = county
+        .handle_link(yimen_node::node::LinkOp::Receive {
+            peer: id(TOWNSHIP),
+            events: vec![fork.clone()],
+            cursor: cursor_of(std::slice::from_ref(&fork), 8),
+        })
+        .unwrap();
+    let yimen_node::node::LinkReply::Received(r) = r else {
+        panic!("not received");
+    };
+    assert_eq!(
+        (r.stored, r.quarantined, r.alarms.len()),
+        (1, 1, 1),
+        "{r:?}"
+    );
+    county.sync().unwrap();
+    let forked = county.register.quarantined(10).unwrap();
+    assert!(
+        forked[0]
+            .1
+            .contains("two different events claim one case sequence"),
+        "{forked:?}"
+    );
+
+    // Void: final everywhere it arrives.
+    let DeskReply::Decided { .. } = county
+        .handle_desk(DeskOp::Decide {
+            actor: county_desk(),
+            case: number.clone(),
+            verdict: yimen_core::case::Verdict::Void,
+            reason: "数据冲突，作废重办".to_owned(),
+        })
+        .unwrap()
+    else {
+        panic!("not a decision");
+    };
+    county.sync().unwrap();
+    assert!(county.register.voided(&case).unwrap().is_some());
+    assert!(county.register.quarantined(10).unwrap().is_empty());
+    deliver(&mut county, COUNTY, &mut township, TOWNSHIP);
+    assert!(township.register.voided(&case).unwrap().is_some());
+    let after_void = township
+        .handle_desk(DeskOp::Step {
+            actor: yimen_node::node::DeskActor {
+                custodian: yimen_node::node::DeskActor::custodian_of(id(TOWNSHIP), None),
+                operator: "审核员".to_owned(),
+            },
+            case: number.clone(),
+            action: yimen_core::catalog::StepAction::Review,
+            opinion: "同意".to_owned(),
+        })
+        .unwrap_err();
+    assert!(
+        matches!(after_void, ClerkError::Held { voided: true, .. }),
+        "{after_void:?}"
+    );
+    // Deciding again on a void case is refused: it is no longer quarantined.
+    let again = county
+        .handle_desk(DeskOp::Decide {
+            actor: county_desk(),
+            case: number,
+            verdict: yimen_core::case::Verdict::Release,
+            reason: "再议".to_owned(),
+        })
+        .unwrap_err();
+    assert!(matches!(again, ClerkError::NotFound(_)), "{again:?}");
+}
+
+/// 改派: the county hands a lost custodian's case to another township, which signs for it
+/// when the county's event arrives; only the county may, and only from the current
+/// custodian.
+#[test]
+fn the_county_reassigns_a_lost_custodians_case_and_the_new_one_signs_for_it() {
+    use yimen_node::node::{ClerkError, DeskOp, DeskReply};
+    const T2: &str = "430421100000";
+    let (mut village, _) = open(VILLAGE, 7, Recovery::Stop);
+    let (mut township, _) = open(TOWNSHIP, 8, Recovery::Stop);
+    let (mut county, _) = open(COUNTY, 9, Recovery::Stop);
+    let (mut t2, _) = open(T2, 10, Recovery::Stop);
+    let number = forwarded_medical_aid(&mut village, VILLAGE);
+    let case: yimen_core::numbering::CaseNumber = number.parse().unwrap();
+    deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
+    deliver(&mut township, TOWNSHIP, &mut county, COUNTY);
+    let lost = yimen_node::node::DeskActor::custodian_of(id(TOWNSHIP), None);
+    let to = yimen_node::node::DeskActor::custodian_of(id(T2), None);
+    let reassign = |actor, from: &yimen_core::routing::Custodian| DeskOp::Reassign {
+        actor,
+        from: from.clone(),
+        to: to.clone(),
+        case: Some(number.clone()),
+        reason: "演陂镇便民服务中心设备被盗，证书已吊销".to_owned(),
+    };
+    // Not from the current custodian.
+    let wrong = county
+        .handle_desk(reassign(county_desk(), &to))
+        .unwrap_err();
+    assert!(matches!(wrong, ClerkError::Invalid { .. }), "{wrong:?}");
+    // Not by a township.
+    let by_township = township
+        .handle_desk(reassign(
+            yimen_node::node::DeskActor {
+                custodian: lost.clone(),
+                operator: "乡镇管理员".to_owned(),
+            },
+            &lost,
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(by_township, ClerkError::Case(_)),
+        "{by_township:?}"
+    );
+
+    let DeskReply::Reassigned(done) = county.handle_desk(reassign(county_desk(), &lost)).unwrap()
+    else {
+        panic!("not reassigned");
+    };
+    assert_eq!(done, vec![case]);
+    county.sync().unwrap();
+    let at_county = county.register.case(&case).unwrap().unwrap();
+    assert_eq!(at_county.custodian, to);
+    assert!(!at_county.received);
+    assert!(at_county.audience.contains(&id(T2)));
+    // 西渡镇 never held the case: it gets the whole history and signs for it.
+    deliver(&mut county, COUNTY, &mut t2, T2);
+    let at_t2 = t2.register.case(&case).unwrap().unwrap();
+    assert_eq!(at_t2.custodian, to);
+    assert!(at_t2.received, "the new custodian signed for the case");
+    assert_eq!(
+        at_t2
+            .events
+            .iter()
+            .map(|e| e.body.kind())
+            .collect::<Vec<_>>(),
+        [
+            "accepted",
+            "step_done",
+            "forwarded",
+            "received",
+            "reassigned",
+            "received"
+        ]
+    );
 }

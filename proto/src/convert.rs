@@ -84,19 +84,26 @@ pub fn check_envelope(envelope: &pb::EventEnvelope) -> Result<(), WireError> {
     if id.seq == 0 {
         return Err(id_path.field("seq").invalid("must be greater than 0"));
     }
-    // A request names its case but stands outside the case's sequence (DESIGN.md "Custody").
-    let request = envelope.r#type == pb::EventType::Request as i32;
+    // A request names its case but stands outside the case's sequence (DESIGN.md "Custody");
+    // so do a quarantine alarm and a county decision.
+    let request = [
+        pb::EventType::Request,
+        pb::EventType::QuarantineAlarm,
+        pb::EventType::CountyDecision,
+    ]
+    .iter()
+    .any(|t| envelope.r#type == *t as i32);
     match (envelope.case_id.is_empty(), envelope.case_seq, request) {
         (true, 0, false) | (false, 1.., false) | (false, 0, true) => {}
         (false, _, true) => {
-            return Err(root
-                .field("case_seq")
-                .invalid("must be 0 for a request (requests are outside the case sequence)"));
+            return Err(root.field("case_seq").invalid(
+                "must be 0 for a request, alarm or decision (they are outside the case sequence)",
+            ));
         }
         (true, _, true) => {
             return Err(root
                 .field("case_id")
-                .invalid("a request must name its case"));
+                .invalid("a request, alarm or decision must name its case"));
         }
         (true, n, false) => {
             return Err(root

@@ -188,6 +188,15 @@ pub enum CaseEventBody {
     Completed { result: String },
     /// 评价: 1 非常满意 … 5 非常不满意.
     Evaluated { satisfaction: u8 },
+    /// 改派: the county (the lowest common ancestor of every party of a case in its
+    /// territory) hands a lost custodian's case to another, after the lost one's certificate
+    /// is revoked. The only event not written by the custodian; the new custodian signs for
+    /// it like a handoff.
+    Reassigned {
+        from: Custodian,
+        to: Custodian,
+        reason: String,
+    },
 }
 
 /// One case event: who wrote it, when, and what.
@@ -553,6 +562,9 @@ impl Case {
         if self.events.len() >= CASE_EVENTS_MAX {
             return Err(CaseError::TooManyEvents);
         }
+        if let CaseEventBody::Reassigned { from, to, reason } = &event.body {
+            return self.check_reassigned(event, from, to, reason);
+        }
         if event.author != self.custodian {
             return Err(CaseError::NotCustodian {
                 author: event.author.clone(),
@@ -587,6 +599,10 @@ impl Case {
         match &event.body {
             CaseEventBody::Accepted(_) => Err(CaseError::NotAcceptance),
             CaseEventBody::Received => Ok(()),
+            // Checked by `check_reassigned` before custody is.
+            CaseEventBody::Reassigned { from, to, reason } => {
+                self.check_reassigned(event, from, to, reason)
+            }
             CaseEventBody::Evaluated { satisfaction } => {
                 if self.status != CaseStatus::Completed || self.evaluation.is_some() {
                     return Err(status_err());
@@ -996,7 +1012,9 @@ impl Case {
                 self.objections = self.objections.max(*objections);
                 self.next_step += 1;
             }
-            CaseEventBody::Forwarded { to, .. } => self.hand_to(to.clone()),
+            CaseEventBody::Forwarded { to, .. } | CaseEventBody::Reassigned { to, .. } => {
+                self.hand_to(to.clone())
+            }
             CaseEventBody::Received => self.received = true,
             CaseEventBody::Returned { .. } => {
                 self.returns += 1;
@@ -1056,6 +1074,52 @@ impl Case {
         self.events.push(event);
     }
 
+    /// A county's 改派: written by a county-tier node's own desk whose territory holds the
+    /// case's accepting village and the new custodian, naming the current custodian as the
+    /// lost one; never on a closed case.
+    fn check_reassigned(
+        &self,
+        event: &CaseEvent,
+        from: &Custodian,
+        to: &Custodian,
+        reason: &str,
+    ) -> Result<(), CaseError> {
+        let county = event.author.node;
+        if county.tier() != Tier::County
+            || event.author.department.is_some()
+            || !self.number.node.is_within(county)
+            || !to.node.is_within(county)
+        {
+            return Err(CaseError::Invalid {
+                what: "改派",
+                reason: format!("{} 不是本件所在县（市、区）的县级节点", event.author),
+            });
+        }
+        text("经办人", &event.operator)?;
+        text("改派理由", reason)?;
+        if event.at < self.events.last().map_or(self.accepted_at, |e| e.at) {
+            return Err(CaseError::Invalid {
+                what: "事件时间",
+                reason: "早于上一条事件".to_owned(),
+            });
+        }
+        if *from != self.custodian {
+            return Err(CaseError::NotCustodian {
+                author: from.clone(),
+                custodian: self.custodian.clone(),
+            });
+        }
+        if *to == self.custodian {
+            return Err(CaseError::ForwardToSelf { to: to.clone() });
+        }
+        if self.status.is_terminal() {
+            return Err(CaseError::Status {
+                status: self.status,
+            });
+        }
+        Ok(())
+    }
+
     fn hand_to(&mut self, to: Custodian) {
         self.audience.insert(to.node);
         self.custody_chain.push(to.clone());
@@ -1069,6 +1133,74 @@ fn immediate_fixed() -> CaseError {
     CaseError::Invalid {
         what: "办结期限",
         reason: "即办件的办结期限为受理当日，不能延长、暂停或重新计时".to_owned(),
+    }
+}
+
+/// A node quarantined a case: a received event of it failed a domain check there (DESIGN.md
+/// "When an event is refused"). Outside the case's sequence; never carries applicant data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineAlarm {
+    pub case: CaseNumber,
+    /// The node that quarantined it.
+    pub node: NodeId,
+    /// The case sequence of the event that failed.
+    pub seq: CaseSeq,
+    /// What failed, in English (never applicant data).
+    pub reason: String,
+    /// Beijing time.
+    pub at: NaiveDateTime,
+}
+
+/// What the county decided about a quarantined case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Verdict {
+    /// The case's held events apply again; one that still fails quarantines it again.
+    Release,
+    /// 作废: no further event of the case applies anywhere.
+    Void,
+}
+
+impl Verdict {
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            Verdict::Release => "解除隔离",
+            Verdict::Void => "作废",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Release => "release",
+            Verdict::Void => "void",
+        }
+    }
+}
+
+/// The county's decision on a quarantined case, outside the case's sequence (the node that
+/// quarantined it could not apply anything after the event that failed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountyDecision {
+    pub case: CaseNumber,
+    pub verdict: Verdict,
+    pub reason: String,
+    /// The county operator who decided.
+    pub operator: String,
+    /// Beijing time.
+    pub at: NaiveDateTime,
+}
+
+impl CountyDecision {
+    /// Whether `author` may take this decision: a county-tier node whose territory holds the
+    /// case's accepting village; with a reason and an operator.
+    pub fn check(&self, author: NodeId) -> Result<(), CaseError> {
+        if author.tier() != Tier::County || !self.case.node.is_within(author) {
+            return Err(CaseError::Invalid {
+                what: "县级决定",
+                reason: format!("{author} 不是本件所在县（市、区）的县级节点"),
+            });
+        }
+        text("经办人", &self.operator)?;
+        text("决定理由", &self.reason)
     }
 }
 
@@ -1163,6 +1295,7 @@ impl CaseEventBody {
             CaseEventBody::Withdrawn { .. } => "withdrawn",
             CaseEventBody::Completed { .. } => "completed",
             CaseEventBody::Evaluated { .. } => "evaluated",
+            CaseEventBody::Reassigned { .. } => "reassigned",
         }
     }
 
@@ -1264,6 +1397,9 @@ impl CaseEventBody {
             CaseEventBody::Refused { reason, .. } => format!("不予办理：{reason}"),
             CaseEventBody::Withdrawn { .. } => "申请人撤回申请".to_owned(),
             CaseEventBody::Completed { result } => format!("办结：{result}"),
+            CaseEventBody::Reassigned { from, to, reason } => {
+                format!("县级改派：由{from}改由{to}办理（{reason}）")
+            }
             CaseEventBody::Evaluated { satisfaction } => {
                 const NAMES: [&str; 5] = ["非常满意", "满意", "基本满意", "不满意", "非常不满意"];
                 let name = NAMES

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime};
 
-use yimen_core::case::{Case, CaseEvent, CaseEventBody, CaseStatus, Due, Rules};
+use yimen_core::case::{
+    Case, CaseEvent, CaseEventBody, CaseStatus, CountyDecision, Due, Rules, Verdict,
+};
 use yimen_core::catalog::{DeptKey, ItemVersion, StepAction};
 use yimen_core::command::{Actor, Command};
 use yimen_core::division::Tier;
@@ -129,6 +131,22 @@ pub enum DeskOp {
     },
     /// Cases quarantined here, with why.
     Quarantined,
+    /// The county's decision on a quarantined case (a county operator).
+    Decide {
+        actor: DeskActor,
+        case: String,
+        verdict: Verdict,
+        reason: String,
+    },
+    /// 改派: the county hands the cases of a lost custodian (one, or every open one it holds)
+    /// to another. The caller has checked that the lost one is revoked.
+    Reassign {
+        actor: DeskActor,
+        from: Custodian,
+        to: Custodian,
+        case: Option<String>,
+        reason: String,
+    },
     /// One pass of the custodian's timers.
     Tick,
 }
@@ -181,6 +199,14 @@ pub struct TickReport {
     pub failed: Vec<(CaseNumber, String)>,
 }
 
+/// A case nobody may act on: quarantined until the county decides, or void.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub voided: bool,
+    /// The kind of problem, or the county's reason.
+    pub reason: String,
+}
+
 /// What a desk operation answers.
 #[derive(Clone, Debug)]
 pub enum DeskReply {
@@ -193,10 +219,22 @@ pub enum DeskReply {
         forwarded_to: Option<Custodian>,
         /// Signed for (签收) by this operation first.
         received_here: bool,
+        /// Quarantined or void here (`show` only: nothing else succeeds on a held case).
+        hold: Option<Hold>,
     },
     Transit(Vec<InTransit>),
     /// (case number, why) of each quarantined case.
     Quarantined(Vec<(String, String)>),
+    /// A county decision taken: the case's state here afterwards, if this hub holds it.
+    Decided {
+        case: CaseNumber,
+        verdict: Verdict,
+        state: Option<Box<Case>>,
+        /// A release whose held events still fail: quarantined again.
+        quarantined_again: bool,
+    },
+    /// The cases reassigned.
+    Reassigned(Vec<CaseNumber>),
     Ticked(TickReport),
 }
 
@@ -258,11 +296,13 @@ impl<S: Store> Node<S> {
                     return Err(ClerkError::NotFound(format!("本窗口经办的办件“{case}”")));
                 }
                 let item = self.item_of(&c)?;
+                let hold = self.hold_of(&c.number)?;
                 Ok(DeskReply::Case {
                     case: Box::new(c),
                     item: Box::new(item),
                     forwarded_to: None,
                     received_here: false,
+                    hold,
                 })
             }
             DeskOp::Step {
@@ -348,8 +388,137 @@ impl<S: Store> Node<S> {
             DeskOp::Quarantined => Ok(DeskReply::Quarantined(
                 self.register.quarantined(DESK_CASES_MAX)?,
             )),
+            DeskOp::Decide {
+                actor,
+                case,
+                verdict,
+                reason,
+            } => self.decide(&actor, &case, verdict, reason, now),
+            DeskOp::Reassign {
+                actor,
+                from,
+                to,
+                case,
+                reason,
+            } => self.reassign(&actor, &from, &to, case.as_deref(), reason, now),
             DeskOp::Tick => Ok(DeskReply::Ticked(self.tick(now)?)),
         }
+    }
+
+    /// The county's release or void of a case quarantined here.
+    fn decide(
+        &mut self,
+        actor: &DeskActor,
+        number: &str,
+        verdict: Verdict,
+        reason: String,
+        now: NaiveDateTime,
+    ) -> Reply {
+        let case = parse_number(number)?;
+        if self.register.quarantine_of(&case)?.is_none() {
+            return Err(ClerkError::NotFound(format!("隔离中的办件“{number}”")));
+        }
+        let decision = CountyDecision {
+            case,
+            verdict,
+            reason: required("决定理由", reason)?,
+            operator: checked_operator(actor.operator.clone())?,
+            at: now,
+        };
+        decision.check(self.register.node)?;
+        let report = self.register.decide(&decision)?;
+        self.after_received(&report);
+        tracing::info!(%case, verdict = verdict.as_str(), "county decision on a quarantined case");
+        Ok(DeskReply::Decided {
+            case,
+            verdict,
+            state: self.register.case(&case)?.map(Box::new),
+            quarantined_again: !report.alarms.is_empty(),
+        })
+    }
+
+    /// 改派 at the county: each case (the one named, or every open one `from` holds here) gets
+    /// a `Reassigned` event written by the county's own desk; the new custodian signs for it.
+    /// Nothing is written unless every case can be reassigned.
+    fn reassign(
+        &mut self,
+        actor: &DeskActor,
+        from: &Custodian,
+        to: &Custodian,
+        number: Option<&str>,
+        reason: String,
+        now: NaiveDateTime,
+    ) -> Reply {
+        let operator = checked_operator(actor.operator.clone())?;
+        let reason = required("改派理由", reason)?;
+        if self.register.topology.node(to.node).is_none() {
+            return Err(ClerkError::Invalid {
+                field: "新办理人",
+                reason: format!("拓扑表中没有节点{}", to.node),
+            });
+        }
+        let cases = match number {
+            Some(n) => {
+                let case = self.load(n)?;
+                if case.custodian != *from {
+                    return Err(ClerkError::Invalid {
+                        field: "原办理人",
+                        reason: format!("办件{n}当前由{}办理，不是{from}", case.custodian),
+                    });
+                }
+                vec![case]
+            }
+            None => {
+                let mut cases = Vec::new();
+                for status in OPEN {
+                    cases.extend(
+                        self.register
+                            .cases_by_status(status)?
+                            .into_iter()
+                            .filter(|c| c.custodian == *from),
+                    );
+                }
+                if cases.is_empty() {
+                    return Err(ClerkError::NotFound(format!("{from}经办的未办结办件")));
+                }
+                cases
+            }
+        };
+        let me = Custodian {
+            node: self.register.node,
+            department: None,
+        };
+        let mut planned = Vec::with_capacity(cases.len());
+        for case in cases {
+            self.not_held(&case.number)?;
+            let item = self.item_of(&case)?;
+            let event = CaseEvent {
+                case: case.number,
+                seq: case.next_seq(),
+                author: me.clone(),
+                operator: operator.clone(),
+                at: now,
+                body: CaseEventBody::Reassigned {
+                    from: from.clone(),
+                    to: to.clone(),
+                    reason: reason.clone(),
+                },
+            };
+            let mut after = case.clone();
+            after.apply(event.clone(), &Rules { item: &item })?;
+            planned.push((event, case, after));
+        }
+        let mut done = Vec::with_capacity(planned.len());
+        for (event, before, after) in planned {
+            self.register
+                .append_case_event(&event, Some(&before), &after)?;
+            tracing::info!(case = %after.number, %from, %to, "case reassigned by the county");
+            if after.custodian.node == self.register.node {
+                self.sign_for(&after.number);
+            }
+            done.push(after.number);
+        }
+        Ok(DeskReply::Reassigned(done))
     }
 
     /// Plans and writes one desk command on a case in `actor`'s custody: the receipt first
@@ -400,7 +569,22 @@ impl<S: Store> Node<S> {
             item: Box::new(item),
             forwarded_to,
             received_here,
+            hold: None,
         })
+    }
+
+    /// Whether a case is quarantined or void here, and why.
+    fn hold_of(&self, case: &CaseNumber) -> Result<Option<Hold>, ClerkError> {
+        if let Some(d) = self.register.voided(case)? {
+            return Ok(Some(Hold {
+                voided: true,
+                reason: d.reason,
+            }));
+        }
+        Ok(self.register.quarantine_of(case)?.map(|q| Hold {
+            voided: false,
+            reason: q.reason,
+        }))
     }
 
     /// Adds the handoff (转报) to the next step's competent custodian when the case is open,
@@ -443,6 +627,7 @@ impl<S: Store> Node<S> {
 
     /// Writes a plan's events in order; returns the case after the last.
     fn write(&mut self, plan: Plan) -> Result<Case, ClerkError> {
+        self.not_held(&plan.before.number)?;
         let mut before = plan.before;
         for (event, after) in plan.steps {
             self.register
@@ -531,6 +716,10 @@ impl<S: Store> Node<S> {
                     continue;
                 }
                 let number = case.number;
+                if self.not_held(&number).is_err() {
+                    // Waits for the county's decision; the desk's quarantine list shows it.
+                    continue;
+                }
                 let (mut end_notice, mut confirm) = (false, false);
                 for due in case.due(today, &self.register.calendar) {
                     match due {
@@ -597,6 +786,13 @@ impl<S: Store> Node<S> {
         }
         Ok(())
     }
+}
+
+fn parse_number(s: &str) -> Result<CaseNumber, ClerkError> {
+    CaseNumber::parse(s.trim()).map_err(|e| ClerkError::Invalid {
+        field: "办件编号",
+        reason: e.reason_zh(),
+    })
 }
 
 fn required(field: &'static str, s: String) -> Result<String, ClerkError> {

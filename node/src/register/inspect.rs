@@ -117,11 +117,15 @@ pub fn inspect_store<S: Store>(store: &S) -> Result<Value, InspectError> {
             "digest": hex(&c.digest),
         }));
     }
-    let quarantined: Vec<String> = store
-        .scan(key::QUARANTINE, None, INSPECT_MAX)?
-        .into_iter()
-        .map(|(k, _)| String::from_utf8_lossy(&k[key::QUARANTINE.len()..]).into_owned())
-        .collect();
+    let numbers = |prefix: &[u8]| -> Result<Vec<String>, InspectError> {
+        Ok(store
+            .scan(prefix, None, INSPECT_MAX)?
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+            .collect())
+    };
+    let quarantined = numbers(key::QUARANTINE)?;
+    let voided = numbers(key::VOID)?;
     let refill: bool = match store.get(key::REFILL)? {
         Some(b) => decode("refill flag", &b)?,
         None => false,
@@ -133,5 +137,6 @@ pub fn inspect_store<S: Store>(store: &S) -> Result<Value, InspectError> {
         "cases": cases,
         "cursors": cursors,
         "quarantined": quarantined,
+        "voided": voided,
     }))
 }

@@ -30,6 +30,7 @@ use yimen_core::link::{Cursor, Digest, EventId, LogView, NeedsNewEpoch, WireEven
 use yimen_core::numbering::CaseNumber;
 use yimen_proto::pb;
 
+use super::supervision::NewQuarantine;
 use super::{Register, RegisterError, decode, encode, event_key, key};
 use crate::store::{Batch, Epoch, Mark, Store};
 
@@ -54,6 +55,9 @@ pub struct Received {
     pub arrived: Vec<CaseNumber>,
     /// Earlier events copied for a child whose subtree joined a case's audience.
     pub backfilled: usize,
+    /// Cases quarantined here by this batch (a received event failed a domain check, or two
+    /// events claim one case sequence): the node raises an alarm for each.
+    pub alarms: Vec<NewQuarantine>,
 }
 
 /// Why a received batch was refused before anything was stored.
@@ -76,13 +80,13 @@ impl From<crate::store::StoreError> for ReceiveError {
 }
 
 /// The routing part of an envelope.
-struct Envelope {
-    id: EventId,
-    case: Option<(String, u64)>,
-    kind: i32,
-    schema_version: u32,
-    audience_subtree: Option<DivisionCode>,
-    audience_members: Vec<DivisionCode>,
+pub(super) struct Envelope {
+    pub(super) id: EventId,
+    pub(super) case: Option<(String, u64)>,
+    pub(super) kind: i32,
+    pub(super) schema_version: u32,
+    pub(super) audience_subtree: Option<DivisionCode>,
+    pub(super) audience_members: Vec<DivisionCode>,
 }
 
 fn envelope_of(position: u64, bytes: &[u8]) -> Result<(Envelope, pb::Event), ReceiveError> {
@@ -137,7 +141,7 @@ fn cursor_key(peer: NodeId) -> Vec<u8> {
     key::join(&[key::CURSOR, peer.to_string().as_bytes()])
 }
 
-fn held_key(case: &str, seq: u64) -> Vec<u8> {
+pub(super) fn held_key(case: &str, seq: u64) -> Vec<u8> {
     key::join(&[key::HELD, case.as_bytes(), b"/", &seq.to_be_bytes()])
 }
 
@@ -440,30 +444,45 @@ impl<S: Store> Register<S> {
                 if env.kind == pb::EventType::CaseEvent as i32
                     && env.schema_version <= super::PAYLOAD_SCHEMA_VERSION
                 {
-                    let (offer, after) =
-                        self.offer_case_event(&mut b, case, *seq, position, &event)?;
+                    let (offer, after) = self.offer_case_event(&mut b, case, *seq, position)?;
                     match offer {
-                        Offer::Applied => {}
+                        Offer::Applied | Offer::Void => {}
                         Offer::Held => report.held += 1,
-                        Offer::Quarantined => report.quarantined += 1,
+                        Offer::Quarantined(new) => {
+                            report.quarantined += 1;
+                            if let Some((seq, reason)) = new {
+                                report
+                                    .alarms
+                                    .extend(self.new_quarantine(case, seq, reason, &env));
+                            }
+                        }
                     }
                     if let Some(after) = &after {
-                        if after.custodian.node == self.node
-                            && !after.received
-                            && !report.arrived.contains(&after.number)
-                        {
-                            report.arrived.push(after.number);
-                        }
-                        copies = self.backfill_ops(
+                        copies = self.after_change(
                             &mut b,
                             after,
                             &audience_before,
                             position + 1,
                             Some(peer),
+                            &mut report,
                         )?;
                     }
                     applied = after;
                 }
+            }
+            // Quarantine alarms and county decisions (supervision.rs): their changes join the
+            // event's batch too.
+            if env.kind != pb::EventType::CaseEvent as i32 {
+                let (after, more) = self.offer_supervision(
+                    &mut b,
+                    &env,
+                    &event,
+                    position + 1,
+                    Some(peer),
+                    &mut report,
+                )?;
+                applied = after;
+                copies = more;
             }
             // Catalog, calendar and topology revisions (revision.rs): their state change joins
             // the event's batch, and reaches memory once the batch is applied.
@@ -536,10 +555,27 @@ impl<S: Store> Register<S> {
         }
     }
 
-    /// A received case event: applied if it is the case's next, held if a predecessor is
-    /// missing, ignored if already applied; then held successors are released. The changes go
-    /// into `b` (nothing is written here); the case's new state, if it changed, is returned
-    /// for the cache once `b` is applied.
+    /// After a case changed by something received: a case handed here is listed for its
+    /// receipt, and a child whose subtree joined the audience gets the history (its copies'
+    /// positions and digests are returned).
+    pub(super) fn after_change(
+        &self,
+        b: &mut Batch,
+        after: &Case,
+        audience_before: &BTreeSet<NodeId>,
+        first: u64,
+        from: Option<NodeId>,
+        report: &mut Received,
+    ) -> Result<Vec<(u64, Digest)>, RegisterError> {
+        if after.custodian.node == self.node
+            && !after.received
+            && !report.arrived.contains(&after.number)
+        {
+            report.arrived.push(after.number);
+        }
+        self.backfill_ops(b, after, audience_before, first, from)
+    }
+
     /// When `after`'s audience gained a member in the subtree of a child that held no member
     /// before (a handoff across subtrees, a notice delivered to the home village), the child
     /// gets the case's whole history: every earlier event of the case is copied, byte for
@@ -598,7 +634,11 @@ impl<S: Store> Register<S> {
 
     /// A value as it will be once `b` is applied: the batch's last put or delete of the key,
     /// else the store's.
-    fn get_through(&self, b: &Batch, k: &[u8]) -> Result<Option<Vec<u8>>, RegisterError> {
+    pub(super) fn get_through(
+        &self,
+        b: &Batch,
+        k: &[u8],
+    ) -> Result<Option<Vec<u8>>, RegisterError> {
         for op in b.ops.iter().rev() {
             match op {
                 crate::store::Op::Put(key, value) if key.as_slice() == k => {
@@ -623,43 +663,73 @@ impl<S: Store> Register<S> {
         }
     }
 
+    /// A received case event: applied if it is the case's next, held if a predecessor is
+    /// missing, ignored if already applied; then held successors are released. The changes go
+    /// into `b` (nothing is written here); the case's new state, if it changed, is returned
+    /// for the cache once `b` is applied. A quarantined case holds every event it receives
+    /// (a county release applies them again); a void one applies none.
     fn offer_case_event(
         &mut self,
         b: &mut Batch,
         case: &str,
         seq: u64,
         position: u64,
-        event: &pb::Event,
     ) -> Result<(Offer, Option<Case>), RegisterError> {
         let Ok(number) = CaseNumber::parse(case) else {
             tracing::warn!(
                 position,
                 "received a case event with a malformed case number"
             );
-            return Ok((Offer::Quarantined, None));
+            return Ok((Offer::Quarantined(None), None));
         };
-        if self.store.get(&quarantine_key(case))?.is_some() {
-            return Ok((Offer::Quarantined, None));
+        if self.voided(&number)?.is_some() {
+            return Ok((Offer::Void, None));
         }
         let before = self.case(&number)?;
         let next = before.as_ref().map_or(1, Case::next_seq);
-        if seq < next {
-            return Ok((Offer::Applied, None));
+        // Identities were deduplicated before: a new event at a sequence already applied or
+        // already held is a second event claiming that place (a fork), never a copy.
+        let fork =
+            seq < next || (seq > next && self.get_through(b, &held_key(case, seq))?.is_some());
+        if fork {
+            tracing::warn!(case = %number, seq, position, "two different events claim one case sequence");
+            let new = self.quarantine_ops(b, &number, FORK)?;
+            return Ok((Offer::Quarantined(new.then_some((seq, FORK))), None));
+        }
+        b.put(held_key(case, seq), position.to_be_bytes().to_vec());
+        if self.quarantine_of(&number)?.is_some() {
+            return Ok((Offer::Quarantined(None), None));
         }
         if seq > next {
-            b.put(held_key(case, seq), position.to_be_bytes().to_vec());
             return Ok((Offer::Held, None));
         }
-        let Some(mut state) = self.apply_case_event(b, &number, position, event, before)? else {
-            return Ok((Offer::Quarantined, None));
-        };
-        // Release successors that were waiting for this one.
-        let mut seq = seq;
+        let (after, failed) = self.apply_held(b, &number, before.clone())?;
+        let changed = after.as_ref().map(Case::last_seq) != before.as_ref().map(Case::last_seq);
+        let after = if changed { after } else { None };
+        match failed {
+            None => Ok((Offer::Applied, after)),
+            Some((seq, why)) => {
+                let new = self.quarantine_ops(b, &number, why)?;
+                Ok((Offer::Quarantined(new.then_some((seq, why))), after))
+            }
+        }
+    }
+
+    /// Applies the held events of `number` in case sequence from `state`'s next on, until
+    /// one is missing or fails a domain check (it stays held). Returns the state reached and
+    /// the failed event's sequence and why.
+    pub(super) fn apply_held(
+        &mut self,
+        b: &mut Batch,
+        number: &CaseNumber,
+        mut state: Option<Case>,
+    ) -> Result<(Option<Case>, Option<Failed>), RegisterError> {
+        let case = number.to_string();
         loop {
-            seq += 1;
-            let k = held_key(case, seq);
-            let Some(at) = self.store.get(&k)? else {
-                break;
+            let seq = state.as_ref().map_or(1, Case::next_seq);
+            let k = held_key(&case, seq);
+            let Some(at) = self.get_through(b, &k)? else {
+                return Ok((state, None));
             };
             let at = u64::from_be_bytes(at.as_slice().try_into().map_err(|_| {
                 RegisterError::Decode {
@@ -667,26 +737,25 @@ impl<S: Store> Register<S> {
                     detail: "not 8 bytes".to_owned(),
                 }
             })?);
-            b.delete(k);
-            let Some(raw) = self.store.get(&event_key(at))? else {
-                break;
+            let Some(raw) = self.get_through(b, &event_key(at))? else {
+                return Ok((state, None));
             };
             let held = pb::Event::decode(raw.as_slice()).map_err(|e| RegisterError::Decode {
                 what: format!("event {at}"),
                 detail: e.to_string(),
             })?;
-            match self.apply_case_event(b, &number, at, &held, Some(state.clone()))? {
-                Some(next) => state = next,
-                // The events released before it changed the case: cache that state.
-                None => return Ok((Offer::Quarantined, Some(state))),
+            match self.apply_case_event(b, number, at, &held, state.clone())? {
+                Ok(next) => {
+                    b.delete(k);
+                    state = Some(next);
+                }
+                Err(why) => return Ok((state, Some((seq, why)))),
             }
         }
-        Ok((Offer::Applied, Some(state)))
     }
 
     /// Puts into `b` the change of one case event to the case's state `before`; returns the
-    /// new state, or `None` when the event fails a domain check (the case is quarantined, in
-    /// `b` too).
+    /// new state, or why the event fails a domain check (nothing about the applicant).
     fn apply_case_event(
         &mut self,
         b: &mut Batch,
@@ -694,31 +763,28 @@ impl<S: Store> Register<S> {
         position: u64,
         event: &pb::Event,
         before: Option<Case>,
-    ) -> Result<Option<Case>, RegisterError> {
-        let quarantine = |b: &mut Batch, why: &str| {
-            // The case number and the kind of problem only: no applicant data in logs.
-            tracing::warn!(case = %number, position, why, "case quarantined: a received event fails a domain check");
-            b.put(quarantine_key(&number.to_string()), why.as_bytes().to_vec());
-            None
-        };
+    ) -> Result<Result<Case, &'static str>, RegisterError> {
         let payload = match pb::CaseEventPayload::decode(event.payload.as_slice()) {
             Ok(p) => p,
-            Err(_) => return Ok(quarantine(b, "payload does not decode")),
+            Err(_) => return Ok(Err("payload does not decode")),
         };
         let case_event = match CaseEvent::try_from(payload) {
             Ok(e) => e,
-            Err(_) => return Ok(quarantine(b, "payload fails its checks")),
+            Err(_) => return Ok(Err("payload fails its checks")),
         };
+        if case_event.case != *number {
+            return Ok(Err("payload names another case than its envelope"));
+        }
         self.raise_request_seq_for(b, &case_event.body);
         let item_key = match &before {
             Some(c) => c.acceptance.item.clone(),
             None => match &case_event.body {
                 CaseEventBody::Accepted(a) => a.item.clone(),
-                _ => return Ok(quarantine(b, "first event is not an acceptance")),
+                _ => return Ok(Err("first event is not an acceptance")),
             },
         };
         let Some(item) = self.catalog.get(&item_key).cloned() else {
-            return Ok(quarantine(b, "item version unknown here"));
+            return Ok(Err("item version unknown here"));
         };
         let rules = Rules { item: &item };
         let after = match &before {
@@ -730,10 +796,10 @@ impl<S: Store> Register<S> {
         };
         let after = match after {
             Ok(a) => a,
-            Err(_) => return Ok(quarantine(b, "the case state machine refuses it")),
+            Err(_) => return Ok(Err("the case state machine refuses it")),
         };
         self.case_ops(b, position, &case_event, before.as_ref(), &after);
-        Ok(Some(after))
+        Ok(Ok(after))
     }
 
     /// Takes a new epoch above `needs.floor` (from the fresh value `fresh`): nothing is
@@ -801,33 +867,20 @@ impl<S: Store> Register<S> {
     }
 }
 
-fn quarantine_key(case: &str) -> Vec<u8> {
-    key::join(&[key::QUARANTINE, case.as_bytes()])
-}
+/// A held event that failed a domain check: its case sequence and why.
+pub(super) type Failed = (u64, &'static str);
 
-impl<S: Store> Register<S> {
-    /// Quarantined cases (case number, why), in case-number order, at most `limit` (the
-    /// desk's list).
-    pub fn quarantined(&self, limit: usize) -> Result<Vec<(String, String)>, RegisterError> {
-        Ok(self
-            .store
-            .scan(key::QUARANTINE, None, limit)?
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8_lossy(&k[key::QUARANTINE.len()..]).into_owned(),
-                    String::from_utf8_lossy(&v).into_owned(),
-                )
-            })
-            .collect())
-    }
-}
+/// Why a case is quarantined when two events claim one place in its sequence.
+const FORK: &str = "two different events claim one case sequence";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Offer {
     Applied,
     Held,
-    Quarantined,
+    /// With the failed event's sequence and why, when this event quarantined the case.
+    Quarantined(Option<Failed>),
+    /// The county voided the case: kept and relayed, never applied.
+    Void,
 }
 
 impl<S: Store> LogView for Register<S> {

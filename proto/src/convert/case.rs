@@ -15,7 +15,8 @@ use std::fmt;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use yimen_core::case::{
-    Acceptance, CaseEvent, CaseEventBody, Correction, Helper, Request, RequestId, RequestKind,
+    Acceptance, CaseEvent, CaseEventBody, Correction, CountyDecision, Helper, QuarantineAlarm,
+    Request, RequestId, RequestKind, TEXT_CHARS_MAX, Verdict,
 };
 use yimen_core::catalog::{
     CODE_CHARS_MAX, CaseType, ItemCode, ItemVersionKey, MaterialCode, StepAction, StepCode,
@@ -191,6 +192,14 @@ fn event_body(p: &Path<'_>, w: ev::Body) -> Result<CaseEventBody, WireError> {
         B::Evaluated(e) => CaseEventBody::Evaluated {
             satisfaction: small(&p.field("evaluated").field("satisfaction"), e.satisfaction)?,
         },
+        B::Reassigned(r) => {
+            let p = p.field("reassigned");
+            CaseEventBody::Reassigned {
+                from: custodian(&p.field("from"), r.from)?,
+                to: custodian(&p.field("to"), r.to)?,
+                reason: r.reason,
+            }
+        }
     })
 }
 
@@ -310,6 +319,11 @@ fn event_body_to_wire(body: &CaseEventBody) -> ev::Body {
         }),
         CaseEventBody::Evaluated { satisfaction } => B::Evaluated(ev::Evaluated {
             satisfaction: (*satisfaction).into(),
+        }),
+        CaseEventBody::Reassigned { from, to, reason } => B::Reassigned(ev::Reassigned {
+            from: Some(custodian_to_wire(from)),
+            to: Some(custodian_to_wire(to)),
+            reason: reason.clone(),
         }),
     }
 }
@@ -512,6 +526,76 @@ impl From<Request> for pb::RequestPayload {
 
 // ---------------------------------------------------------------------------------------
 // Shared pieces
+
+// ---------------------------------------------------------------------------------------
+// Supervision: quarantine alarms and county decisions
+
+impl TryFrom<pb::QuarantineAlarm> for QuarantineAlarm {
+    type Error = WireError;
+    fn try_from(w: pb::QuarantineAlarm) -> Result<Self, WireError> {
+        let root = Path::ROOT;
+        if w.seq == 0 {
+            return Err(root.field("seq").invalid("must be greater than 0"));
+        }
+        Ok(QuarantineAlarm {
+            case: case_number(&root.field("case_number"), &w.case_number)?,
+            node: division(&root.field("node"), &w.node)?,
+            seq: w.seq,
+            reason: text(&root.field("reason"), w.reason, 1, TEXT_CHARS_MAX)?,
+            at: local_date_time(&root.field("at"), w.at)?,
+        })
+    }
+}
+
+impl From<&QuarantineAlarm> for pb::QuarantineAlarm {
+    fn from(a: &QuarantineAlarm) -> Self {
+        pb::QuarantineAlarm {
+            case_number: a.case.to_string(),
+            node: a.node.to_string(),
+            seq: a.seq,
+            reason: a.reason.clone(),
+            at: Some(local_date_time_to_wire(a.at)),
+        }
+    }
+}
+
+impl TryFrom<pb::CountyDecision> for CountyDecision {
+    type Error = WireError;
+    fn try_from(w: pb::CountyDecision) -> Result<Self, WireError> {
+        let root = Path::ROOT;
+        let verdict = match pb::QuarantineVerdict::try_from(w.verdict) {
+            Ok(pb::QuarantineVerdict::Release) => Verdict::Release,
+            Ok(pb::QuarantineVerdict::Void) => Verdict::Void,
+            _ => {
+                return Err(root
+                    .field("verdict")
+                    .invalid(format!("unknown verdict {}", w.verdict)));
+            }
+        };
+        Ok(CountyDecision {
+            case: case_number(&root.field("case_number"), &w.case_number)?,
+            verdict,
+            reason: w.reason,
+            operator: w.operator,
+            at: local_date_time(&root.field("at"), w.at)?,
+        })
+    }
+}
+
+impl From<&CountyDecision> for pb::CountyDecision {
+    fn from(d: &CountyDecision) -> Self {
+        pb::CountyDecision {
+            case_number: d.case.to_string(),
+            verdict: match d.verdict {
+                Verdict::Release => pb::QuarantineVerdict::Release,
+                Verdict::Void => pb::QuarantineVerdict::Void,
+            } as i32,
+            reason: d.reason.clone(),
+            operator: d.operator.clone(),
+            at: Some(local_date_time_to_wire(d.at)),
+        }
+    }
+}
 
 fn case_number(p: &Path<'_>, s: &str) -> Result<CaseNumber, WireError> {
     CaseNumber::parse(s).map_err(|e| p.invalid(e.to_string()))
