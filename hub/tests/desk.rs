@@ -18,7 +18,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -41,97 +40,6 @@ impl yimen_node::clock::Clock for Ahead {
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         yimen_node::clock::SystemClock.now()
             + chrono::Duration::seconds(self.0.load(Ordering::SeqCst))
-    }
-}
-
-/// A desk's certificate files and the hub it dials.
-struct Desk {
-    cert: PathBuf,
-    key: PathBuf,
-    ca: PathBuf,
-    crl: PathBuf,
-    hub: std::net::SocketAddr,
-}
-
-impl Desk {
-    /// `yimen-hub init <who> --dir <dir>`, signed by `yimen-hub pki sign`.
-    fn new(d: &Deployment, who: &[&str], dir_name: &str, hub: std::net::SocketAddr) -> Desk {
-        let dir = d.path().join(dir_name);
-        let mut args = vec!["init"];
-        args.extend_from_slice(who);
-        args.extend_from_slice(&["--dir", dir.to_str().unwrap()]);
-        hub_ok(&args, d.path());
-        let identity = d.sign(&dir, dir_name, 365);
-        Desk {
-            cert: identity.cert,
-            key: identity.key,
-            ca: d.ca_cert(),
-            crl: d.ca_crl(),
-            hub,
-        }
-    }
-
-    /// Runs `yimen-hub desk … --json <args>`: the JSON document on success; on failure the
-    /// `error` document printed and stderr.
-    fn run(&self, args: &[&str]) -> Result<Value, (Value, String)> {
-        let out = Command::new(env!("CARGO_BIN_EXE_yimen-hub"))
-            .arg("desk")
-            .args(["--hub", &self.hub.to_string()])
-            .arg("--cert")
-            .arg(&self.cert)
-            .arg("--key")
-            .arg(&self.key)
-            .arg("--ca")
-            .arg(&self.ca)
-            .arg("--crl")
-            .arg(&self.crl)
-            .arg("--json")
-            .args(args)
-            .env_remove("YIMEN_OPERATOR")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let doc: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-        if out.status.success() {
-            assert!(!doc.is_null(), "desk {args:?}: no JSON on stdout: {stdout}");
-            Ok(doc)
-        } else {
-            Err((doc, stderr))
-        }
-    }
-
-    /// Runs `yimen-hub desk <args>` for people (no `--json`); its stdout.
-    fn text(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_yimen-hub"))
-            .arg("desk")
-            .args(["--hub", &self.hub.to_string()])
-            .arg("--cert")
-            .arg(&self.cert)
-            .arg("--key")
-            .arg(&self.key)
-            .arg("--ca")
-            .arg(&self.ca)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "desk {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> Value {
-        self.run(args)
-            .unwrap_or_else(|(doc, stderr)| panic!("desk {args:?} refused: {doc} {stderr}"))
-    }
-
-    /// Polls `show` until `check` accepts the case.
-    async fn wait_for(&self, what: &str, case: &str, check: impl Fn(&Value) -> bool) -> Value {
-        eventually(what, HANDOFF_WAIT, || {
-            let shown = self.run(&["show", case]).ok();
-            let found = shown.filter(|v| check(&v["case"]));
-            async move { found }
-        })
-        .await
     }
 }
 

@@ -216,6 +216,14 @@ impl DeskService {
     }
 }
 
+/// A list's limit: 0 is the hub's own.
+fn list_limit(asked: u32) -> usize {
+    match usize::try_from(asked).unwrap_or(usize::MAX) {
+        0 => crate::node::DESK_CASES_MAX,
+        n => n,
+    }
+}
+
 fn unexpected() -> Status {
     tracing::error!("desk: unexpected reply kind");
     Status::internal("节点内部错误：意外的应答类型")
@@ -273,12 +281,7 @@ impl Desk for DeskService {
         r: Request<pb::PendingRequest>,
     ) -> Result<Response<pb::PendingReply>, Status> {
         let caller = self.caller(&r).await?;
-        let limit = usize::try_from(r.get_ref().limit).unwrap_or(usize::MAX);
-        let limit = if limit == 0 {
-            crate::node::DESK_CASES_MAX
-        } else {
-            limit
-        };
+        let limit = list_limit(r.get_ref().limit);
         match self
             .call(DeskOp::Pending {
                 desk: caller.custodian.clone(),
@@ -500,6 +503,51 @@ impl Desk for DeskService {
             })),
             _ => Err(unexpected()),
         }
+    }
+
+    async fn requests(
+        &self,
+        r: Request<pb::RequestsRequest>,
+    ) -> Result<Response<pb::RequestsReply>, Status> {
+        let caller = self.caller(&r).await?;
+        let op = DeskOp::Requests {
+            desk: caller.custodian.clone(),
+            limit: list_limit(r.get_ref().limit),
+        };
+        match self.call(op).await? {
+            DeskReply::Requests(requests) => Ok(Response::new(pb::RequestsReply {
+                desk: caller.custodian.to_string(),
+                requests: requests
+                    .iter()
+                    .map(|q| pb::PendingRequestView {
+                        case_number: q.case.to_string(),
+                        request_id: q.id.to_string(),
+                        from: q.from.to_string(),
+                        kind: q.kind.as_str().to_owned(),
+                        text_zh: q.kind.describe_zh(),
+                        at: q.at.format("%Y-%m-%d %H:%M").to_string(),
+                        operator: q.operator.clone(),
+                    })
+                    .collect(),
+            })),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn decide_request(
+        &self,
+        r: Request<pb::DecideRequestRequest>,
+    ) -> Result<Response<pb::DeskCaseReply>, Status> {
+        let caller = self.caller(&r).await?;
+        let r = r.into_inner();
+        let op = DeskOp::DecideRequest {
+            actor: caller.actor(&r.operator)?,
+            case: r.case_number,
+            request: r.request_id,
+            accept: r.accept,
+            reason: r.reason,
+        };
+        self.case_op(&caller, op).await
     }
 
     async fn transit(

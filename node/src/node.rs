@@ -657,8 +657,8 @@ impl<S: Store> Node<S> {
                 case,
             });
         }
-        self.register.store_request(&request)?;
         let addressed_to = case.custodian.clone();
+        self.register.send_request(&request, &addressed_to)?;
         Ok(ClerkReply::Request {
             id,
             addressed_to,
@@ -951,6 +951,16 @@ impl<S: Store> Node<S> {
     pub(crate) fn after_received(&mut self, received: &Received) {
         for number in &received.arrived {
             self.sign_for(number);
+        }
+        for (request, to) in &received.pass_along {
+            match self.register.send_request(request, to) {
+                Ok(_) => {
+                    tracing::info!(case = %request.case, request = %request.id, %to, "request passed along the custody chain");
+                }
+                Err(e) => {
+                    tracing::error!(case = %request.case, request = %request.id, error = %e, "could not pass a request along");
+                }
+            }
         }
         for q in &received.alarms {
             if let Err(e) = self.register.raise_alarm(q, self.clock.beijing()) {

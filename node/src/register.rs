@@ -18,7 +18,7 @@ use prost::Message;
 use serde::{Serialize, de::DeserializeOwned};
 
 use yimen_core::calendar::Calendar;
-use yimen_core::case::{Case, CaseEvent, CaseStatus, Request};
+use yimen_core::case::{Case, CaseEvent, CaseStatus};
 use yimen_core::catalog::{Catalog, NodeId};
 use yimen_core::numbering::{CaseCounter, CaseNumber};
 use yimen_core::topology::Topology;
@@ -28,6 +28,7 @@ use crate::store::{Batch, Epoch, Mark, Opened, Store, StoreError};
 
 mod inspect;
 mod replica;
+mod requests;
 mod revision;
 mod supervision;
 pub use inspect::{InspectError, inspect, inspect_store};
@@ -67,6 +68,7 @@ mod key {
     pub const HELD: &[u8] = b"hb/";
     pub const QUARANTINE: &[u8] = b"q/";
     pub const VOID: &[u8] = b"vd/";
+    pub const PENDING_REQUEST: &[u8] = b"rp/";
 
     pub fn join(parts: &[&[u8]]) -> Vec<u8> {
         parts.concat()
@@ -484,6 +486,9 @@ impl<S: Store> Register<S> {
             key::join(&[key::CASE_EVENT, number.as_bytes(), &event.seq.to_be_bytes()]),
             position.to_be_bytes().to_vec(),
         );
+        if let Some(request) = event.body.decides_request() {
+            b.delete(requests::pending_key(&event.case, request));
+        }
         b.put(key::join(&[key::CASE, number.as_bytes()]), encode(after));
         if let Some(before) = before {
             b.delete(status_key(before));
@@ -501,22 +506,6 @@ impl<S: Store> Register<S> {
             ]),
             number.into_bytes(),
         );
-    }
-
-    /// Stores a request raised here (to be relayed to the custodian by the sync driver).
-    pub fn store_request(&mut self, request: &Request) -> Result<(), RegisterError> {
-        let mut b = Batch::default();
-        b.put(
-            key::join(&[
-                key::REQUEST,
-                request.id.origin.to_string().as_bytes(),
-                &request.id.seq.to_be_bytes(),
-            ]),
-            encode(request),
-        );
-        self.store.apply(&b)?;
-        self.unsynced_writes = true;
-        Ok(())
     }
 
     /// The next request id of this node, persisted at once (with the group's sync) so that

@@ -162,6 +162,10 @@ pub enum ConnError {
     Closed,
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The handshake failed and its own error frame (with its own code, such as VERSION) was
+    /// already sent: nothing more is sent.
+    #[error("handshake: {0}")]
+    Handshake(String),
     #[error("the store took a new epoch; reconnecting")]
     NewEpoch,
     #[error(transparent)]
@@ -703,10 +707,11 @@ async fn serve_child(
     let accepted = match hs.handle_frame(first, ctx.domain_ms()) {
         Ok(a) => a,
         Err(e) => {
-            if let Some(f) = hs.poll_transmit() {
-                let _ = out.send(pb::LinkFrame::from(&f)).await;
-            }
-            return Err(ConnError::Protocol(format!("handshake: {e}")));
+            let Some(f) = hs.poll_transmit() else {
+                return Err(ConnError::Protocol(format!("handshake: {e}")));
+            };
+            let _ = out.send(pb::LinkFrame::from(&f)).await;
+            return Err(ConnError::Handshake(e.to_string()));
         }
     };
     if accepted.child != child.to_string() {

@@ -646,21 +646,55 @@ fn a_quarantined_case_raises_an_alarm_holds_its_events_and_the_county_decides() 
     assert!(matches!(again, ClerkError::NotFound(_)), "{again:?}");
 }
 
+/// 西渡镇, the second township of the sample topology.
+const T2: &str = "430421100000";
+
+/// The village, its township, the county and 西渡镇 on model stores, with a 医疗救助 case
+/// forwarded by the village, signed for by the township, and known to the county.
+struct FourNodes {
+    village: Node<MemStore>,
+    township: Node<MemStore>,
+    county: Node<MemStore>,
+    t2: Node<MemStore>,
+    number: String,
+    case: yimen_core::numbering::CaseNumber,
+}
+
+impl FourNodes {
+    fn with_case_signed_at_township() -> FourNodes {
+        let (mut village, _) = open(VILLAGE, 7, Recovery::Stop);
+        let (mut township, _) = open(TOWNSHIP, 8, Recovery::Stop);
+        let (mut county, _) = open(COUNTY, 9, Recovery::Stop);
+        let (t2, _) = open(T2, 10, Recovery::Stop);
+        let number = forwarded_medical_aid(&mut village, VILLAGE);
+        let case = number.parse().unwrap();
+        deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
+        deliver(&mut township, TOWNSHIP, &mut county, COUNTY);
+        FourNodes {
+            village,
+            township,
+            county,
+            t2,
+            number,
+            case,
+        }
+    }
+}
+
 /// 改派: the county hands a lost custodian's case to another township, which signs for it
 /// when the county's event arrives; only the county may, and only from the current
 /// custodian.
 #[test]
 fn the_county_reassigns_a_lost_custodians_case_and_the_new_one_signs_for_it() {
     use yimen_node::node::{ClerkError, DeskOp, DeskReply};
-    const T2: &str = "430421100000";
-    let (mut village, _) = open(VILLAGE, 7, Recovery::Stop);
-    let (mut township, _) = open(TOWNSHIP, 8, Recovery::Stop);
-    let (mut county, _) = open(COUNTY, 9, Recovery::Stop);
-    let (mut t2, _) = open(T2, 10, Recovery::Stop);
-    let number = forwarded_medical_aid(&mut village, VILLAGE);
-    let case: yimen_core::numbering::CaseNumber = number.parse().unwrap();
-    deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
-    deliver(&mut township, TOWNSHIP, &mut county, COUNTY);
+    let FourNodes {
+        mut township,
+        mut county,
+        mut t2,
+        number,
+        case,
+        ..
+    } = FourNodes::with_case_signed_at_township();
     let lost = yimen_node::node::DeskActor::custodian_of(id(TOWNSHIP), None);
     let to = yimen_node::node::DeskActor::custodian_of(id(T2), None);
     let reassign = |actor, from: &yimen_core::routing::Custodian| DeskOp::Reassign {
@@ -720,4 +754,145 @@ fn the_county_reassigns_a_lost_custodians_case_and_the_new_one_signs_for_it() {
             "received"
         ]
     );
+}
+
+/// DESIGN.md "Custody": a request travels as an event to the custodian the raiser knows; a
+/// former custodian that receives it passes it along the custody chain (here the county has
+/// reassigned the case to 西渡镇 meanwhile), and the custodian's desk decides it: the accepted
+/// withdrawal becomes the case's event and comes back to the village.
+#[test]
+fn a_request_passes_along_the_custody_chain_and_the_custodian_decides_it() {
+    use yimen_node::node::{DeskActor, DeskOp, DeskReply, LinkOp, LinkReply, RelayKind};
+    let FourNodes {
+        mut village,
+        mut township,
+        mut county,
+        mut t2,
+        number,
+        case,
+    } = FourNodes::with_case_signed_at_township();
+
+    // The resident withdraws at the village, which still thinks the township holds the case.
+    let reply = village
+        .handle(ClerkOp::Relay {
+            operator: "测试员".to_owned(),
+            case: number.clone(),
+            kind: RelayKind::Withdrawal {
+                reason: "申请人已外出务工，暂不申请".to_owned(),
+            },
+        })
+        .unwrap();
+    village.sync().unwrap();
+    let ClerkReply::Request {
+        id: request,
+        addressed_to,
+        ..
+    } = reply
+    else {
+        panic!("not a request: {reply:?}");
+    };
+    assert_eq!(addressed_to.node, id(TOWNSHIP));
+
+    // Meanwhile the county hands the case to 西渡镇.
+    let t2_desk = DeskActor::custodian_of(id(T2), None);
+    let DeskReply::Reassigned(_) = county
+        .handle_desk(DeskOp::Reassign {
+            actor: county_desk(),
+            from: DeskActor::custodian_of(id(TOWNSHIP), None),
+            to: t2_desk.clone(),
+            case: Some(number.clone()),
+            reason: "演陂镇暂停办理".to_owned(),
+        })
+        .unwrap()
+    else {
+        panic!("not reassigned");
+    };
+    county.sync().unwrap();
+    deliver(&mut county, COUNTY, &mut township, TOWNSHIP);
+    deliver(&mut county, COUNTY, &mut t2, T2);
+
+    // The request reaches the township, which passes it along to 西渡镇 through the county.
+    let after = township
+        .register
+        .cursor(id(VILLAGE))
+        .unwrap()
+        .map_or(0, |c| c.position);
+    let events = village
+        .register
+        .outbox(id(TOWNSHIP), after + 1, false, 10_000, u64::MAX)
+        .unwrap();
+    let LinkReply::Received(r) = township
+        .handle_link(LinkOp::Receive {
+            peer: id(VILLAGE),
+            cursor: cursor_of(&events, 7),
+            events,
+        })
+        .unwrap()
+    else {
+        panic!("not received");
+    };
+    township.sync().unwrap();
+    assert_eq!(r.pass_along.len(), 1, "{r:?}");
+    assert_eq!(r.requests, 0);
+    deliver(&mut township, TOWNSHIP, &mut county, COUNTY);
+    let DeskReply::Requests(at_county) = county
+        .handle_desk(DeskOp::Requests {
+            desk: DeskActor::custodian_of(id(COUNTY), None),
+            limit: 10,
+        })
+        .unwrap()
+    else {
+        panic!("not requests");
+    };
+    assert!(at_county.is_empty(), "relays keep nothing pending");
+    deliver(&mut county, COUNTY, &mut t2, T2);
+    let DeskReply::Requests(pending) = t2
+        .handle_desk(DeskOp::Requests {
+            desk: t2_desk.clone(),
+            limit: 10,
+        })
+        .unwrap()
+    else {
+        panic!("not requests");
+    };
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, request);
+    assert_eq!(pending[0].kind.as_str(), "withdrawal");
+
+    // 西渡镇 accepts it: the case ends withdrawn, and the village learns it.
+    let DeskReply::Case {
+        case: withdrawn, ..
+    } = t2
+        .handle_desk(DeskOp::DecideRequest {
+            actor: DeskActor {
+                custodian: t2_desk.clone(),
+                operator: "审核员".to_owned(),
+            },
+            case: number.clone(),
+            request: request.to_string(),
+            accept: true,
+            reason: String::new(),
+        })
+        .unwrap()
+    else {
+        panic!("not a case");
+    };
+    t2.sync().unwrap();
+    assert_eq!(withdrawn.status, yimen_core::case::CaseStatus::Withdrawn);
+    let DeskReply::Requests(left) = t2
+        .handle_desk(DeskOp::Requests {
+            desk: t2_desk,
+            limit: 10,
+        })
+        .unwrap()
+    else {
+        panic!("not requests");
+    };
+    assert!(left.is_empty(), "a decided request is no longer pending");
+    deliver(&mut t2, T2, &mut county, COUNTY);
+    deliver(&mut county, COUNTY, &mut township, TOWNSHIP);
+    deliver(&mut township, TOWNSHIP, &mut village, VILLAGE);
+    let back = village.register.case(&case).unwrap().unwrap();
+    assert_eq!(back.status, yimen_core::case::CaseStatus::Withdrawn);
+    assert!(back.decided_requests.contains(&request));
 }

@@ -82,6 +82,33 @@ pub struct RequestId {
     pub seq: u64,
 }
 
+impl std::fmt::Display for RequestId {
+    /// `ORIGIN-SEQ` ("430421105204-3").
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.origin, self.seq)
+    }
+}
+
+impl std::str::FromStr for RequestId {
+    type Err = String;
+
+    /// `ORIGIN-SEQ`, as `Display` writes it.
+    fn from_str(s: &str) -> Result<RequestId, String> {
+        let (origin, seq) = s
+            .trim()
+            .split_once('-')
+            .ok_or_else(|| format!("申请编号“{s}”应为“节点编码-序号”"))?;
+        let origin = crate::division::DivisionCode::parse(origin)
+            .map_err(|e| format!("申请编号“{s}”：{}", e.reason_zh()))?;
+        let seq = seq
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("申请编号“{s}”的序号应为正整数"))?;
+        Ok(RequestId { origin, seq })
+    }
+}
+
 /// What a non-custodian asks of the custodian.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestKind {
@@ -96,6 +123,31 @@ pub enum RequestKind {
     Objection { text: String },
     /// 协办意见: another village or department contributes without taking custody.
     Opinion { text: String },
+}
+
+impl RequestKind {
+    /// A short stable name (for JSON).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RequestKind::Withdrawal { .. } => "withdrawal",
+            RequestKind::Supplement { .. } => "supplement",
+            RequestKind::Objection { .. } => "objection",
+            RequestKind::Opinion { .. } => "opinion",
+        }
+    }
+
+    /// One line in Chinese for a desk.
+    pub fn describe_zh(&self) -> String {
+        match self {
+            RequestKind::Withdrawal { reason } => format!("申请撤回：{reason}"),
+            RequestKind::Supplement { materials, arrived } => {
+                let codes: Vec<&str> = materials.iter().map(|m| m.0.as_str()).collect();
+                format!("补充材料（{arrived}收到）：{}", codes.join("、"))
+            }
+            RequestKind::Objection { text } => format!("公示异议：{text}"),
+            RequestKind::Opinion { text } => format!("协办意见：{text}"),
+        }
+    }
 }
 
 /// A request: outside the case sequence, addressed to the custodian, passed along the custody
@@ -1272,6 +1324,18 @@ impl Case {
 }
 
 impl CaseEventBody {
+    /// The request this event decides, if it decides one.
+    pub fn decides_request(&self) -> Option<&RequestId> {
+        match self {
+            CaseEventBody::Supplemented { request, .. } => request.as_ref(),
+            CaseEventBody::Assisted { request, .. }
+            | CaseEventBody::ObjectionRecorded { request, .. }
+            | CaseEventBody::RequestDeclined { request, .. }
+            | CaseEventBody::Withdrawn { request } => Some(request),
+            _ => None,
+        }
+    }
+
     /// A short stable name of the kind of event (for JSON and logs).
     pub fn kind(&self) -> &'static str {
         match self {

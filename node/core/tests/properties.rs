@@ -546,25 +546,13 @@ fn check_custody(events: &[CaseEvent]) -> Result<(), String> {
     Ok(())
 }
 
-/// The request an event takes up, if any.
-fn request_of(body: &CaseEventBody) -> Option<&RequestId> {
-    match body {
-        CaseEventBody::Supplemented { request, .. } => request.as_ref(),
-        CaseEventBody::Assisted { request, .. }
-        | CaseEventBody::ObjectionRecorded { request, .. }
-        | CaseEventBody::RequestDeclined { request, .. }
-        | CaseEventBody::Withdrawn { request } => Some(request),
-        _ => None,
-    }
-}
-
 /// Events naming a request are the custodian's of that moment, one per request.
 fn check_requests(events: &[CaseEvent]) -> Result<(), String> {
     let accepting = events[0].author.clone();
     let mut holder = accepting.clone();
     let mut seen = BTreeSet::new();
     for e in events {
-        if let Some(id) = request_of(&e.body) {
+        if let Some(id) = e.body.decides_request() {
             if e.author != holder {
                 return Err(format!(
                     "event {} takes up {id:?} by {}, custodian {holder}",

@@ -21,7 +21,8 @@ use std::time::Duration;
 use chrono::{NaiveDate, NaiveDateTime};
 
 use yimen_core::case::{
-    Case, CaseEvent, CaseEventBody, CaseStatus, CountyDecision, Due, Rules, Verdict,
+    Case, CaseEvent, CaseEventBody, CaseStatus, CountyDecision, Due, Request, RequestId, Rules,
+    Verdict,
 };
 use yimen_core::catalog::{DeptKey, ItemVersion, StepAction};
 use yimen_core::command::{Actor, Command};
@@ -131,6 +132,20 @@ pub enum DeskOp {
     },
     /// Cases quarantined here, with why.
     Quarantined,
+    /// Requests (withdrawal, supplement, objection, opinion) waiting for `desk`'s decision.
+    Requests {
+        desk: Custodian,
+        limit: usize,
+    },
+    /// Decide a pending request: accepted, it becomes the case's event (撤回, 补正, 异议, 协办
+    /// 意见); declined, the reason is recorded.
+    DecideRequest {
+        actor: DeskActor,
+        case: String,
+        request: String,
+        accept: bool,
+        reason: String,
+    },
     /// The county's decision on a quarantined case (a county operator).
     Decide {
         actor: DeskActor,
@@ -161,6 +176,7 @@ impl DeskOp {
                 | DeskOp::Show { .. }
                 | DeskOp::Transit { .. }
                 | DeskOp::Quarantined
+                | DeskOp::Requests { .. }
         )
     }
 }
@@ -235,6 +251,8 @@ pub enum DeskReply {
     },
     /// The cases reassigned.
     Reassigned(Vec<CaseNumber>),
+    /// Requests waiting for a decision.
+    Requests(Vec<Request>),
     Ticked(TickReport),
 }
 
@@ -388,6 +406,38 @@ impl<S: Store> Node<S> {
             DeskOp::Quarantined => Ok(DeskReply::Quarantined(
                 self.register.quarantined(DESK_CASES_MAX)?,
             )),
+            DeskOp::Requests { desk, limit } => Ok(DeskReply::Requests(
+                self.register
+                    .pending_requests(&desk, limit.clamp(1, DESK_CASES_MAX))?,
+            )),
+            DeskOp::DecideRequest {
+                actor,
+                case,
+                request,
+                accept,
+                reason,
+            } => {
+                let number = parse_number(&case)?;
+                let id: RequestId = request.parse().map_err(|reason| ClerkError::Invalid {
+                    field: "申请编号",
+                    reason,
+                })?;
+                let pending = self
+                    .register
+                    .pending_request(&number, &id)?
+                    .ok_or_else(|| ClerkError::NotFound(format!("办件{case}待处理的申请{id}")))?;
+                self.desk_act(&actor, &case, now, |_, _| {
+                    Ok(Command::Decide {
+                        request: pending,
+                        accept,
+                        reason: if accept {
+                            reason.trim().to_owned()
+                        } else {
+                            required("不予采纳理由", reason)?
+                        },
+                    })
+                })
+            }
             DeskOp::Decide {
                 actor,
                 case,

@@ -58,6 +58,11 @@ pub struct Received {
     /// Cases quarantined here by this batch (a received event failed a domain check, or two
     /// events claim one case sequence): the node raises an alarm for each.
     pub alarms: Vec<NewQuarantine>,
+    /// Requests that arrived for cases this node holds as custodian (now pending).
+    pub requests: usize,
+    /// Requests addressed here for cases whose custody has moved on: the node passes each to
+    /// the custodian named.
+    pub pass_along: Vec<(yimen_core::case::Request, yimen_core::routing::Custodian)>,
 }
 
 /// Why a received batch was refused before anything was stored.
@@ -472,6 +477,7 @@ impl<S: Store> Register<S> {
             }
             // Quarantine alarms and county decisions (supervision.rs): their changes join the
             // event's batch too.
+            self.offer_request(&mut b, &env, &event, &mut report)?;
             if env.kind != pb::EventType::CaseEvent as i32 {
                 let (after, more) = self.offer_supervision(
                     &mut b,
@@ -538,15 +544,7 @@ impl<S: Store> Register<S> {
     /// A request this node raised came back inside a case event (from its parent, after a
     /// refill): never issue its id again.
     fn raise_request_seq_for(&mut self, b: &mut Batch, body: &CaseEventBody) {
-        let request = match body {
-            CaseEventBody::Supplemented { request, .. } => request.as_ref(),
-            CaseEventBody::Assisted { request, .. }
-            | CaseEventBody::ObjectionRecorded { request, .. }
-            | CaseEventBody::RequestDeclined { request, .. }
-            | CaseEventBody::Withdrawn { request } => Some(request),
-            _ => None,
-        };
-        if let Some(r) = request
+        if let Some(r) = body.decides_request()
             && r.origin == self.node
             && r.seq > self.request_seq
         {

@@ -298,7 +298,7 @@ impl<S: Store> Register<S> {
     }
 
     /// The wire form of an event this node writes outside a case's sequence.
-    fn own_event_wire(
+    pub(super) fn own_event_wire(
         &self,
         kind: pb::EventType,
         case: &CaseNumber,

@@ -1,0 +1,147 @@
+//! Requests on the wire (DESIGN.md "Custody"): a non-custodian's withdrawal, supplement,
+//! objection or opinion travels as an event outside the case's sequence, addressed to the
+//! custodian; a former custodian that receives it passes it along the custody chain; the
+//! custodian keeps it pending (`rp/`) until one of its events decides it.
+//!
+//! Invariants:
+//! * A request is pending at most once per custodian node, and never once decided (the
+//!   case's decided set, and the deciding event's batch deletes it).
+//! * Only the addressed node acts on a request; relays route it on the envelope alone.
+//! * A node passes a request along only towards the custodian after it in the chain as it
+//!   knows it, so a request never travels back.
+
+use std::collections::BTreeSet;
+
+use prost::Message;
+
+use yimen_core::case::{Request, RequestId};
+use yimen_core::numbering::CaseNumber;
+use yimen_core::routing::Custodian;
+use yimen_proto::pb;
+
+use super::replica::{Envelope, Received};
+use super::{PAYLOAD_SCHEMA_VERSION, Register, RegisterError, decode, encode, key};
+use crate::store::{Batch, Store};
+
+/// Where the custodian keeps a request until it decides it.
+pub(super) fn pending_key(case: &CaseNumber, id: &RequestId) -> Vec<u8> {
+    key::join(&[
+        key::PENDING_REQUEST,
+        case.to_string().as_bytes(),
+        b"/",
+        id.origin.to_string().as_bytes(),
+        &id.seq.to_be_bytes(),
+    ])
+}
+
+impl<S: Store> Register<S> {
+    /// Sends a request raised here to `to` (the custodian as this node knows it): kept under
+    /// `rq/` and written as an event that travels to `to`. Not durable until `sync`.
+    pub fn send_request(
+        &mut self,
+        request: &Request,
+        to: &Custodian,
+    ) -> Result<u64, RegisterError> {
+        let mut b = Batch::default();
+        if request.id.origin == self.node {
+            b.put(
+                key::join(&[
+                    key::REQUEST,
+                    request.id.origin.to_string().as_bytes(),
+                    &request.id.seq.to_be_bytes(),
+                ]),
+                encode(request),
+            );
+        }
+        let payload = pb::RequestPayload::from(request).encode_to_vec();
+        let wire = self.own_event_wire(
+            pb::EventType::Request,
+            &request.case,
+            &BTreeSet::from([to.node]),
+            &request.operator,
+            payload,
+        );
+        let position = self.append_own(wire, b)?;
+        tracing::info!(case = %request.case, request = %request.id, %to, "request sent to the custodian");
+        Ok(position)
+    }
+
+    /// A received request: kept pending if this node is the custodian, listed to be passed
+    /// along if this node was addressed but custody has moved on; relayed only otherwise.
+    pub(super) fn offer_request(
+        &mut self,
+        b: &mut Batch,
+        env: &Envelope,
+        event: &pb::Event,
+        report: &mut Received,
+    ) -> Result<(), RegisterError> {
+        if env.kind != pb::EventType::Request as i32 || env.schema_version > PAYLOAD_SCHEMA_VERSION
+        {
+            return Ok(());
+        }
+        if !env.audience_members.contains(&self.node) {
+            return Ok(());
+        }
+        let request = pb::RequestPayload::decode(event.payload.as_slice())
+            .ok()
+            .and_then(|w| Request::try_from(w).ok());
+        let Some(request) = request else {
+            tracing::warn!(origin = %env.id.origin, "a request addressed here does not decode; relayed only");
+            return Ok(());
+        };
+        let Some(case) = self.case(&request.case)? else {
+            tracing::warn!(case = %request.case, request = %request.id, "a request for a case this node does not hold");
+            return Ok(());
+        };
+        if case.decided_requests.contains(&request.id) {
+            return Ok(());
+        }
+        if case.custodian.node == self.node {
+            let k = pending_key(&request.case, &request.id);
+            if self.store.get(&k)?.is_none() {
+                tracing::info!(case = %request.case, request = %request.id, kind = request.kind.as_str(), "request arrived for the custodian");
+                b.put(k, encode(&request));
+                report.requests += 1;
+            }
+            return Ok(());
+        }
+        // Addressed here, but custody moved on: pass it to the custodian after this node.
+        report.pass_along.push((request, case.custodian.clone()));
+        Ok(())
+    }
+
+    /// Requests waiting for a decision at this node for cases `custodian` holds, oldest
+    /// case first, at most `limit`.
+    pub fn pending_requests(
+        &mut self,
+        custodian: &Custodian,
+        limit: usize,
+    ) -> Result<Vec<Request>, RegisterError> {
+        let mut out = Vec::new();
+        for (_, v) in self.store.scan(key::PENDING_REQUEST, None, usize::MAX)? {
+            if out.len() >= limit {
+                break;
+            }
+            let request: Request = decode("pending request", &v)?;
+            if self
+                .case(&request.case)?
+                .is_some_and(|c| c.custodian == *custodian)
+            {
+                out.push(request);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One pending request of a case.
+    pub fn pending_request(
+        &self,
+        case: &CaseNumber,
+        id: &RequestId,
+    ) -> Result<Option<Request>, RegisterError> {
+        self.store
+            .get(&pending_key(case, id))?
+            .map(|v| decode("pending request", &v))
+            .transpose()
+    }
+}
