@@ -142,16 +142,8 @@ pub enum DeskCommand {
     /// Decide a pending request: `--accept` makes it the case's event, `--decline` records
     /// the reason.
     DecideRequest {
-        case: String,
-        /// The request's id as `requests` lists it ("430421105204-3").
-        request: String,
-        #[arg(long, conflicts_with = "decline", required_unless_present = "decline")]
-        accept: bool,
-        #[arg(long)]
-        decline: bool,
-        /// Required with --decline.
-        #[arg(long, default_value = "")]
-        reason: String,
+        #[command(flatten)]
+        decision: yimen_node::cli::RequestDecision,
     },
     /// Cases handed off and not signed for since longer than a set time.
     Transit {
@@ -387,26 +379,14 @@ async fn command(args: DeskArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 .map_err(refused)?
                 .into_inner();
             return if json {
-                emit(out, &requests_json(&r))
+                emit(out, &yimen_node::cli::requests_json(&r))
             } else {
-                Ok(out.write_all(requests_text(&r).as_bytes())?)
+                Ok(out.write_all(yimen_node::cli::requests_text(&r).as_bytes())?)
             };
         }
-        DeskCommand::DecideRequest {
-            case,
-            request,
-            accept,
-            decline: _,
-            reason,
-        } => {
-            c.decide_request(pb::DecideRequestRequest {
-                operator: operator.clone(),
-                case_number: case,
-                request_id: request,
-                accept,
-                reason,
-            })
-            .await
+        DeskCommand::DecideRequest { decision } => {
+            c.decide_request(decision.into_request(operator.clone()))
+                .await
         }
         DeskCommand::Transit {
             older_than_hours,
@@ -610,36 +590,6 @@ fn action_zh(a: &str) -> &str {
         "complete" => "办结",
         other => other,
     }
-}
-
-fn requests_json(r: &pb::RequestsReply) -> Value {
-    let requests: Vec<Value> = r
-        .requests
-        .iter()
-        .map(|q| {
-            json!({
-                "case_number": q.case_number,
-                "request_id": q.request_id,
-                "from": q.from,
-                "kind": q.kind,
-                "text_zh": q.text_zh,
-                "at": q.at,
-                "operator": q.operator,
-            })
-        })
-        .collect();
-    json!({"desk": r.desk, "requests": requests})
-}
-
-fn requests_text(r: &pb::RequestsReply) -> String {
-    let mut s = format!("窗口 {}：待处理申请 {} 件\n", r.desk, r.requests.len());
-    for q in &r.requests {
-        s.push_str(&format!(
-            "{}  申请 {}  来自 {}（{}，{}）：{}\n",
-            q.case_number, q.request_id, q.from, q.operator, q.at, q.text_zh
-        ));
-    }
-    s
 }
 
 fn transit_json(r: &pb::TransitReply) -> Value {

@@ -197,6 +197,61 @@ async fn a_medical_aid_case_goes_from_township_review_to_disbursement_by_desk_co
     assert_eq!(mine["next_action"], "review", "{mine}");
     assert_eq!(mine["next_step"], "sh");
 
+    // A request from the village reaches the reviewer's desk, who declines it with a reason.
+    let relayed = c
+        .relay_request(pb::RelayRequest {
+            operator: "村办事员".to_owned(),
+            case_number: number.clone(),
+            kind: Some(pb::relay_request::Kind::WithdrawalReason(
+                "申请人考虑撤回".to_owned(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(relayed.addressed_to, TOWNSHIP);
+    let requests = eventually("the request at the township", HANDOFF_WAIT, || {
+        let listed = reviewer.ok(&["requests"]);
+        async move {
+            listed["requests"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+                .then_some(listed)
+        }
+    })
+    .await;
+    let request = &requests["requests"][0];
+    assert_eq!(
+        request["request_id"],
+        relayed.request_id.as_str(),
+        "{requests}"
+    );
+    assert_eq!(request["kind"], "withdrawal", "{requests}");
+    let (err, _) = reviewer
+        .run(&["decide-request", &number, &relayed.request_id, "--decline"])
+        .unwrap_err();
+    assert_eq!(
+        err["error"]["code"], "InvalidArgument",
+        "a reason is required: {err}"
+    );
+    let declined = reviewer.ok(&[
+        "decide-request",
+        &number,
+        &relayed.request_id,
+        "--decline",
+        "--reason",
+        "申请人电话确认继续办理",
+    ]);
+    let events = kinds(&declined["case"]);
+    assert!(
+        events.ends_with(&["received".to_owned(), "request_declined".to_owned()]),
+        "{events:?}"
+    );
+    assert_eq!(
+        reviewer.ok(&["requests"])["requests"],
+        serde_json::json!([])
+    );
+
     // The desk is never offered in plaintext: the loopback clerk listener does not serve it.
     let mut plain = pb::desk_client::DeskClient::connect(format!("http://{}", township.admin))
         .await

@@ -373,7 +373,7 @@ fn inspect(config: &Path) -> Value {
 // ----- The tests -----
 
 /// A link opens at the highest protocol version both ends speak: the township logs version
-/// `PROTOCOL_VERSION_MAX` (1) for its own village (a), and welcomes a newer village offering
+/// `PROTOCOL_VERSION_MAX` (1) for its own village and both ends report it in `links` (a), and welcomes a newer village offering
 /// 1..=7 at that version (b); a village offering only versions above this build's gets an
 /// error frame of code VERSION naming both ranges, no welcome, and nothing it sends is
 /// stored (c).
@@ -407,6 +407,17 @@ async fn link_negotiates_highest_shared_version() {
     })
     .await;
     assert_eq!(first[0], PROTOCOL_VERSION_MAX.to_string(), "{first:?}");
+    // Both ends report it in their link status (`links --json`).
+    let at_village = link_of(&village.links().await, TOWNSHIP).unwrap();
+    assert_eq!(
+        at_village["protocol_version"], PROTOCOL_VERSION_MAX,
+        "{at_village}"
+    );
+    let at_township = link_of(&township.links(), VILLAGE).unwrap();
+    assert_eq!(
+        at_township["protocol_version"], PROTOCOL_VERSION_MAX,
+        "{at_township}"
+    );
     village.stop().await;
     eventually("the village's link down at the township", ARRIVE, || {
         let links = township.links();

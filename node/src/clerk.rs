@@ -19,7 +19,8 @@ use yimen_proto::pb::clerk_server::Clerk;
 
 use crate::clock::Clock;
 use crate::node::{
-    ApplicantInput, ClerkError, ClerkOp, ClerkReply, CorrectionInput, NodeHandle, RelayKind,
+    ApplicantInput, ClerkError, ClerkOp, ClerkReply, CorrectionInput, DeskActor, DeskOp, DeskReply,
+    NodeHandle, RelayKind,
 };
 use crate::print;
 use crate::register::DayEntry;
@@ -375,6 +376,46 @@ impl Clerk for ClerkService {
             })
             .await?;
         self.request_reply(reply)
+    }
+
+    async fn list_requests(
+        &self,
+        r: Request<pb::RequestsRequest>,
+    ) -> Result<Response<pb::RequestsReply>, Status> {
+        let me = DeskActor::custodian_of(self.node.id, None);
+        let op = DeskOp::Requests {
+            desk: me.clone(),
+            limit: crate::desk::list_limit(r.get_ref().limit),
+        };
+        match self.node.desk(op).await.map_err(status)? {
+            DeskReply::Requests(requests) => {
+                Ok(Response::new(crate::desk::requests_reply(&me, &requests)))
+            }
+            _ => Err(Status::internal("节点内部错误：意外的应答类型")),
+        }
+    }
+
+    async fn decide_request(
+        &self,
+        r: Request<pb::DecideRequestRequest>,
+    ) -> Result<Response<pb::CaseReply>, Status> {
+        let r = r.into_inner();
+        let op = DeskOp::DecideRequest {
+            actor: DeskActor {
+                custodian: DeskActor::custodian_of(self.node.id, None),
+                operator: r.operator,
+            },
+            case: r.case_number,
+            request: r.request_id,
+            accept: r.accept,
+            reason: r.reason,
+        };
+        match self.node.desk(op).await.map_err(status)? {
+            DeskReply::Case { case, .. } => Ok(Response::new(pb::CaseReply {
+                case: Some(case_view(&case, self.today())),
+            })),
+            _ => Err(Status::internal("节点内部错误：意外的应答类型")),
+        }
     }
 
     async fn evaluate(

@@ -211,6 +211,19 @@ pub enum Command {
         #[command(flatten)]
         client: Client,
     },
+    /// Requests from other nodes waiting for this village's decision (it holds the case).
+    Requests {
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Decide a pending request: `--accept` makes it the case's event, `--decline` records
+    /// the reason.
+    DecideRequest {
+        #[command(flatten)]
+        decision: RequestDecision,
+        #[command(flatten)]
+        client: Client,
+    },
     /// The applicant's evaluation: 1 非常满意 … 5 非常不满意.
     Evaluate {
         case: String,
@@ -472,6 +485,7 @@ pub async fn links(addr: &str, json: bool, out: &mut dyn Write) -> anyhow::Resul
                     "lag_bytes": l.lag_bytes,
                     "last_success_unix_ms": l.last_success_unix_ms,
                     "retry_at_unix_ms": l.retry_at_unix_ms,
+                    "protocol_version": (l.protocol_version > 0).then_some(l.protocol_version),
                 })
             })
             .collect();
@@ -498,9 +512,14 @@ pub async fn links(addr: &str, json: bool, out: &mut dyn Write) -> anyhow::Resul
                         .to_string()
                 },
             );
+        let version = if l.protocol_version > 0 {
+            format!("  协议 v{}", l.protocol_version)
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "{direction} {}  {state}  待送 {} 件 / {} 字节  最近成功 {last}",
+            "{direction} {}  {state}  待送 {} 件 / {} 字节  最近成功 {last}{version}",
             l.peer, l.lag_events, l.lag_bytes
         )?;
     }
@@ -760,6 +779,26 @@ async fn client_command(command: Command, out: &mut dyn Write) -> anyhow::Result
                 .await;
             show_request(out, &client, r)
         }
+        Command::Requests { client } => {
+            let mut c = connect(&client.node).await?;
+            let r = c
+                .list_requests(pb::RequestsRequest { limit: 0 })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            if client.json {
+                emit_json(out, &requests_json(&r))
+            } else {
+                Ok(out.write_all(requests_text(&r).as_bytes())?)
+            }
+        }
+        Command::DecideRequest { decision, client } => {
+            let mut c = connect(&client.node).await?;
+            let r = c
+                .decide_request(decision.into_request(client.operator.clone()))
+                .await;
+            show_case(out, &client, r)
+        }
         Command::Evaluate {
             case,
             satisfaction,
@@ -985,6 +1024,66 @@ pub fn case_json(c: &pb::CaseView) -> Value {
         "hold_reason": (!c.hold.is_empty()).then_some(&c.hold_reason),
         "events": c.events.iter().map(event_json).collect::<Vec<_>>(),
     })
+}
+
+/// The decision on a pending request, as `yimen-node decide-request` and `yimen-hub desk
+/// decide-request` take it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RequestDecision {
+    pub case: String,
+    /// The request's id as `requests` lists it ("430421105204-3").
+    pub request: String,
+    #[arg(long, conflicts_with = "decline", required_unless_present = "decline")]
+    pub accept: bool,
+    #[arg(long)]
+    pub decline: bool,
+    /// Required with --decline.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+impl RequestDecision {
+    pub fn into_request(self, operator: String) -> pb::DecideRequestRequest {
+        pb::DecideRequestRequest {
+            operator,
+            case_number: self.case,
+            request_id: self.request,
+            accept: self.accept,
+            reason: self.reason,
+        }
+    }
+}
+
+/// Requests waiting for a decision, as `--json` prints them.
+pub fn requests_json(r: &pb::RequestsReply) -> Value {
+    let requests: Vec<Value> = r
+        .requests
+        .iter()
+        .map(|q| {
+            json!({
+                "case_number": q.case_number,
+                "request_id": q.request_id,
+                "from": q.from,
+                "kind": q.kind,
+                "text_zh": q.text_zh,
+                "at": q.at,
+                "operator": q.operator,
+            })
+        })
+        .collect();
+    json!({"desk": r.desk, "requests": requests})
+}
+
+/// Requests waiting for a decision, for people.
+pub fn requests_text(r: &pb::RequestsReply) -> String {
+    let mut s = format!("窗口 {}：待处理申请 {} 件\n", r.desk, r.requests.len());
+    for q in &r.requests {
+        s.push_str(&format!(
+            "{}  申请 {}  来自 {}（{}，{}）：{}\n",
+            q.case_number, q.request_id, q.from, q.operator, q.at, q.text_zh
+        ));
+    }
+    s
 }
 
 /// A case as clerks and desks read it: its facts, next step, deadline and history.

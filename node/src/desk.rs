@@ -216,8 +216,30 @@ impl DeskService {
     }
 }
 
+/// The requests waiting at `desk`, as the desk and the clerk show them.
+pub fn requests_reply(
+    desk: &Custodian,
+    requests: &[yimen_core::case::Request],
+) -> pb::RequestsReply {
+    pb::RequestsReply {
+        desk: desk.to_string(),
+        requests: requests
+            .iter()
+            .map(|q| pb::PendingRequestView {
+                case_number: q.case.to_string(),
+                request_id: q.id.to_string(),
+                from: q.from.to_string(),
+                kind: q.kind.as_str().to_owned(),
+                text_zh: q.kind.describe_zh(),
+                at: q.at.format("%Y-%m-%d %H:%M").to_string(),
+                operator: q.operator.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// A list's limit: 0 is the hub's own.
-fn list_limit(asked: u32) -> usize {
+pub fn list_limit(asked: u32) -> usize {
     match usize::try_from(asked).unwrap_or(usize::MAX) {
         0 => crate::node::DESK_CASES_MAX,
         n => n,
@@ -515,21 +537,9 @@ impl Desk for DeskService {
             limit: list_limit(r.get_ref().limit),
         };
         match self.call(op).await? {
-            DeskReply::Requests(requests) => Ok(Response::new(pb::RequestsReply {
-                desk: caller.custodian.to_string(),
-                requests: requests
-                    .iter()
-                    .map(|q| pb::PendingRequestView {
-                        case_number: q.case.to_string(),
-                        request_id: q.id.to_string(),
-                        from: q.from.to_string(),
-                        kind: q.kind.as_str().to_owned(),
-                        text_zh: q.kind.describe_zh(),
-                        at: q.at.format("%Y-%m-%d %H:%M").to_string(),
-                        operator: q.operator.clone(),
-                    })
-                    .collect(),
-            })),
+            DeskReply::Requests(requests) => {
+                Ok(Response::new(requests_reply(&caller.custodian, &requests)))
+            }
             _ => Err(unexpected()),
         }
     }

@@ -345,7 +345,7 @@ async fn dial_and_run(
     if refill_target.is_some_and(|t| t <= receiver.durable_position()) {
         ctx.node.link(LinkOp::RefillDone).await?;
     }
-    link.handle_handshake(ctx.now_ms());
+    link.handle_handshake(ctx.now_ms(), agreed.version);
     // The up stream includes "refill only" entries (this subtree's events the parent sent
     // back, and every event received from the parent) when the parent may lack some:
     // * it lost what it had of this node's stream (no cursor, or one of an older epoch of
@@ -746,7 +746,7 @@ async fn serve_child(
         .handle_connected(state.epoch, &resume)
         .map_err(|_| ConnError::NewEpoch)?;
     let receiver = Receiver::new(ctx.limits, accepted.child_epoch, state.cursor.as_ref());
-    link.handle_handshake(ctx.now_ms());
+    link.handle_handshake(ctx.now_ms(), accepted.version);
     tracing::info!(%child, version = accepted.version, resume = ?resume, refill = accepted.refill, "child connected");
     if accepted.clock_offset_ms.unsigned_abs() > link::handshake::CLOCK_OFFSET_WARN_MS {
         tracing::warn!(%child, offset_ms = accepted.clock_offset_ms, "a child's clock is off");
@@ -801,6 +801,7 @@ impl pb::link_admin_server::LinkAdmin for LinkAdminService {
                     LinkState::BackingOff { retry_at_ms } => unix_ms(Some(retry_at_ms)),
                     _ => 0,
                 },
+                protocol_version: e.status.version.unwrap_or(0),
             })
             .collect();
         Ok(Response::new(pb::LinksReply { links }))

@@ -646,6 +646,21 @@ fn a_quarantined_case_raises_an_alarm_holds_its_events_and_the_county_decides() 
     assert!(matches!(again, ClerkError::NotFound(_)), "{again:?}");
 }
 
+/// The requests waiting at `desk` on `node`.
+fn pending_requests(
+    node: &mut Node<MemStore>,
+    desk: yimen_core::routing::Custodian,
+) -> Vec<yimen_core::case::Request> {
+    use yimen_node::node::{DeskOp, DeskReply};
+    match node
+        .handle_desk(DeskOp::Requests { desk, limit: 10 })
+        .unwrap()
+    {
+        DeskReply::Requests(r) => r,
+        other => panic!("not requests: {other:?}"),
+    }
+}
+
 /// 西渡镇, the second township of the sample topology.
 const T2: &str = "430421100000";
 
@@ -688,12 +703,12 @@ impl FourNodes {
 fn the_county_reassigns_a_lost_custodians_case_and_the_new_one_signs_for_it() {
     use yimen_node::node::{ClerkError, DeskOp, DeskReply};
     let FourNodes {
+        mut village,
         mut township,
         mut county,
         mut t2,
         number,
         case,
-        ..
     } = FourNodes::with_case_signed_at_township();
     let lost = yimen_node::node::DeskActor::custodian_of(id(TOWNSHIP), None);
     let to = yimen_node::node::DeskActor::custodian_of(id(T2), None);
@@ -754,6 +769,30 @@ fn the_county_reassigns_a_lost_custodians_case_and_the_new_one_signs_for_it() {
             "received"
         ]
     );
+
+    // A request raised before anyone below heard of it, addressed to the lost township and
+    // kept there (it is gone with its box): the county, which reassigned the case, passes it
+    // to the new custodian.
+    let reply = village
+        .handle(ClerkOp::Relay {
+            operator: "测试员".to_owned(),
+            case: number.clone(),
+            kind: yimen_node::node::RelayKind::Objection {
+                text: "申请人家庭收入情况有误".to_owned(),
+            },
+        })
+        .unwrap();
+    village.sync().unwrap();
+    let ClerkReply::Request { addressed_to, .. } = reply else {
+        panic!("not a request: {reply:?}");
+    };
+    assert_eq!(addressed_to, lost);
+    deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
+    deliver(&mut township, TOWNSHIP, &mut county, COUNTY);
+    deliver(&mut county, COUNTY, &mut t2, T2);
+    let pending = pending_requests(&mut t2, to.clone());
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].kind.as_str(), "objection");
 }
 
 /// DESIGN.md "Custody": a request travels as an event to the custodian the raiser knows; a
@@ -835,26 +874,10 @@ fn a_request_passes_along_the_custody_chain_and_the_custodian_decides_it() {
     assert_eq!(r.pass_along.len(), 1, "{r:?}");
     assert_eq!(r.requests, 0);
     deliver(&mut township, TOWNSHIP, &mut county, COUNTY);
-    let DeskReply::Requests(at_county) = county
-        .handle_desk(DeskOp::Requests {
-            desk: DeskActor::custodian_of(id(COUNTY), None),
-            limit: 10,
-        })
-        .unwrap()
-    else {
-        panic!("not requests");
-    };
+    let at_county = pending_requests(&mut county, DeskActor::custodian_of(id(COUNTY), None));
     assert!(at_county.is_empty(), "relays keep nothing pending");
     deliver(&mut county, COUNTY, &mut t2, T2);
-    let DeskReply::Requests(pending) = t2
-        .handle_desk(DeskOp::Requests {
-            desk: t2_desk.clone(),
-            limit: 10,
-        })
-        .unwrap()
-    else {
-        panic!("not requests");
-    };
+    let pending = pending_requests(&mut t2, t2_desk.clone());
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].id, request);
     assert_eq!(pending[0].kind.as_str(), "withdrawal");
@@ -879,15 +902,7 @@ fn a_request_passes_along_the_custody_chain_and_the_custodian_decides_it() {
     };
     t2.sync().unwrap();
     assert_eq!(withdrawn.status, yimen_core::case::CaseStatus::Withdrawn);
-    let DeskReply::Requests(left) = t2
-        .handle_desk(DeskOp::Requests {
-            desk: t2_desk,
-            limit: 10,
-        })
-        .unwrap()
-    else {
-        panic!("not requests");
-    };
+    let left = pending_requests(&mut t2, t2_desk);
     assert!(left.is_empty(), "a decided request is no longer pending");
     deliver(&mut t2, T2, &mut county, COUNTY);
     deliver(&mut county, COUNTY, &mut township, TOWNSHIP);
@@ -895,4 +910,61 @@ fn a_request_passes_along_the_custody_chain_and_the_custodian_decides_it() {
     let back = village.register.case(&case).unwrap().unwrap();
     assert_eq!(back.status, yimen_core::case::CaseStatus::Withdrawn);
     assert!(back.decided_requests.contains(&request));
+}
+
+/// A request to a village that holds the case (raised at its township's counter): the
+/// village's clerk lists it and declines it, with the reason recorded in the case.
+#[test]
+fn a_village_custodian_decides_a_request_raised_elsewhere() {
+    use yimen_node::node::{DeskActor, DeskOp, DeskReply, RelayKind};
+    let (mut village, _) = open(VILLAGE, 7, Recovery::Stop);
+    let (mut township, _) = open(TOWNSHIP, 8, Recovery::Stop);
+    let number = apply(&mut village, "代办");
+    deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
+    let reply = township
+        .handle(ClerkOp::Relay {
+            operator: "乡镇窗口".to_owned(),
+            case: number.clone(),
+            kind: RelayKind::Withdrawal {
+                reason: "申请人来电要求撤回".to_owned(),
+            },
+        })
+        .unwrap();
+    township.sync().unwrap();
+    let ClerkReply::Request {
+        id: request,
+        addressed_to,
+        decided_here,
+        ..
+    } = reply
+    else {
+        panic!("not a request: {reply:?}");
+    };
+    assert_eq!(addressed_to.node, id(VILLAGE));
+    assert!(!decided_here);
+    deliver(&mut township, TOWNSHIP, &mut village, VILLAGE);
+    let me = DeskActor::custodian_of(id(VILLAGE), None);
+    let pending = pending_requests(&mut village, me.clone());
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, request);
+    // Declining needs a reason.
+    let decide = |reason: &str| DeskOp::DecideRequest {
+        actor: DeskActor {
+            custodian: me.clone(),
+            operator: "村办事员".to_owned(),
+        },
+        case: number.clone(),
+        request: request.to_string(),
+        accept: false,
+        reason: reason.to_owned(),
+    };
+    assert!(village.handle_desk(decide(" ")).is_err());
+    let DeskReply::Case { case, .. } = village
+        .handle_desk(decide("申请人本人到场确认不撤回"))
+        .unwrap()
+    else {
+        panic!("not a case");
+    };
+    assert_eq!(case.events.last().unwrap().body.kind(), "request_declined");
+    assert!(case.decided_requests.contains(&request));
 }

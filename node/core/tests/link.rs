@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use proptest::prelude::*;
 
-use yimen_core::link::handshake::{CLOCK_OFFSET_WARN_MS, HANDSHAKE_TIMEOUT_MS, VERSIONS};
+use yimen_core::link::handshake::{
+    CLOCK_OFFSET_WARN_MS, HANDSHAKE_TIMEOUT_MS, PROTOCOL_VERSION_MAX, VERSIONS,
+};
 use yimen_core::link::status::{BACKOFF_INITIAL_MS, BACKOFF_MAX_MS};
 use yimen_core::link::{
     Ack, Agreed, Backoff, BackoffPolicy, Batch, Behind, ChildHandshake, Credit, Cursor, Digest,
@@ -794,7 +796,7 @@ fn stall_detection_table() {
             match step {
                 Dial => link.handle_connecting(),
                 Handshake => {
-                    link.handle_handshake(t);
+                    link.handle_handshake(t, PROTOCOL_VERSION_MAX);
                     s.handle_connected(7, &Resume::FromStart).unwrap();
                 }
                 Queue(n) => {
@@ -833,7 +835,7 @@ fn stall_detection_table() {
     let mut link = Link::new(BackoffPolicy::DEFAULT, stall);
     let mut s = connected_sender(limits);
     assert_eq!(link.status(&s, 0).last_success_ms, None);
-    link.handle_handshake(40);
+    link.handle_handshake(40, PROTOCOL_VERSION_MAX);
     assert_eq!(link.status(&s, 50).last_success_ms, Some(40));
     feed(&mut s, &[(1, 10)], 60);
     s.handle_credit(1_000);
@@ -1892,7 +1894,7 @@ impl Sim {
             self.parent.store.cursor.as_ref(),
         ));
         conn.refill = accepted.refill;
-        self.parent.link.handle_handshake(now);
+        self.parent.link.handle_handshake(now, PROTOCOL_VERSION_MAX);
         Ok(())
     }
 
@@ -1911,7 +1913,7 @@ impl Sim {
                 return self.teardown(None);
             }
         };
-        self.child.link.handle_handshake(now);
+        self.child.link.handle_handshake(now, PROTOCOL_VERSION_MAX);
         let decision = resume(agreed.stated.as_ref(), &self.child.store);
         if let Some(needs) = decision.needs_new_epoch(self.child.store.epoch) {
             // The Hello named the old epoch: take a new one and reconnect.

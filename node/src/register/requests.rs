@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use prost::Message;
 
-use yimen_core::case::{Request, RequestId};
+use yimen_core::case::{CaseEventBody, Request, RequestId};
 use yimen_core::numbering::CaseNumber;
 use yimen_core::routing::Custodian;
 use yimen_proto::pb;
@@ -79,18 +79,39 @@ impl<S: Store> Register<S> {
         {
             return Ok(());
         }
-        if !env.audience_members.contains(&self.node) {
+        let addressed = env.audience_members.contains(&self.node);
+        // A county that reassigned a case away from a lost custodian answers for it: requests
+        // addressed to the lost one (by nodes that had not heard) go to the new custodian.
+        let me = self.node;
+        let lost = |case: &yimen_core::case::Case| {
+            case.events.iter().any(|e| {
+                e.author.node == me
+                    && matches!(&e.body, CaseEventBody::Reassigned { from, .. }
+                        if env.audience_members.contains(&from.node))
+            }) && !env.audience_members.contains(&case.custodian.node)
+        };
+        let Some(number) = env
+            .case
+            .as_ref()
+            .and_then(|(c, _)| CaseNumber::parse(c).ok())
+        else {
+            return Ok(());
+        };
+        let Some(case) = self.case(&number)? else {
+            if addressed {
+                tracing::warn!(case = %number, "a request for a case this node does not hold");
+            }
+            return Ok(());
+        };
+        if !addressed && !lost(&case) {
             return Ok(());
         }
         let request = pb::RequestPayload::decode(event.payload.as_slice())
             .ok()
-            .and_then(|w| Request::try_from(w).ok());
+            .and_then(|w| Request::try_from(w).ok())
+            .filter(|r| r.case == number);
         let Some(request) = request else {
             tracing::warn!(origin = %env.id.origin, "a request addressed here does not decode; relayed only");
-            return Ok(());
-        };
-        let Some(case) = self.case(&request.case)? else {
-            tracing::warn!(case = %request.case, request = %request.id, "a request for a case this node does not hold");
             return Ok(());
         };
         if case.decided_requests.contains(&request.id) {

@@ -110,6 +110,8 @@ pub struct LinkStatus {
     pub lag_bytes: u64,
     /// The last handshake or acknowledgement.
     pub last_success_ms: Option<u64>,
+    /// The protocol version negotiated at the last handshake.
+    pub version: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +130,7 @@ pub struct Link {
     stall_after_ms: u64,
     phase: Phase,
     last_handshake_ms: Option<u64>,
+    version: Option<u32>,
 }
 
 impl Link {
@@ -137,6 +140,7 @@ impl Link {
             stall_after_ms,
             phase: Phase::Idle,
             last_handshake_ms: None,
+            version: None,
         }
     }
 
@@ -154,11 +158,12 @@ impl Link {
         self.phase = Phase::Connecting;
     }
 
-    /// The handshake succeeded: reset the backoff.
-    pub fn handle_handshake(&mut self, now_ms: u64) {
+    /// The handshake succeeded on protocol `version`: reset the backoff.
+    pub fn handle_handshake(&mut self, now_ms: u64, version: u32) {
         self.phase = Phase::Connected;
         self.backoff.handle_success();
         self.last_handshake_ms = Some(now_ms);
+        self.version = Some(version);
     }
 
     /// The dialer's connection failed or ended: back off. Returns the retry time.
@@ -192,6 +197,7 @@ impl Link {
             lag_events: lag.events,
             lag_bytes: lag.bytes,
             last_success_ms,
+            version: self.version,
         }
     }
 
