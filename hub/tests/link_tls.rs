@@ -411,6 +411,39 @@ async fn the_township_refuses_strangers_on_the_first_call_and_welcomes_its_child
     );
 }
 
+/// The township (looking at its TLS files every second) and the village linked to it
+/// through a counting proxy.
+struct Proxied {
+    township: Hub,
+    proxy: Proxy,
+    village: Village,
+    township_id: Identity,
+    village_id: Identity,
+    listen: SocketAddr,
+}
+
+impl Proxied {
+    async fn start(d: &Deployment) -> Proxied {
+        let township_id = d.hub_identity(TOWNSHIP);
+        let village_id = d.node_identity(VILLAGE);
+        let listen = free_addr();
+        let township_cfg = d.config(TOWNSHIP, &township_id, None, Some(listen), TOWNSHIP_EXTRA);
+        let township = Hub::start(&township_cfg, "township").await;
+        wait_listening(listen).await;
+        let proxy = Proxy::start(listen).await;
+        let village_cfg = d.config(VILLAGE, &village_id, Some(proxy.addr), None, "");
+        let village = Village::start(&village_cfg).await.unwrap();
+        Proxied {
+            township,
+            proxy,
+            village,
+            township_id,
+            village_id,
+            listen,
+        }
+    }
+}
+
 /// The township's certificate renewed in place (same path, other validity) is presented to
 /// the first new connection after its next look at its files, without a restart, while the
 /// open link goes on; the village's certificate renewed in place (and the old one revoked)
@@ -418,15 +451,14 @@ async fn the_township_refuses_strangers_on_the_first_call_and_welcomes_its_child
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewed_certificates_are_used_without_a_restart() {
     let d = Deployment::new();
-    let township_id = d.hub_identity(TOWNSHIP);
-    let village_id = d.node_identity(VILLAGE);
-    let listen = free_addr();
-    let township_cfg = d.config(TOWNSHIP, &township_id, None, Some(listen), TOWNSHIP_EXTRA);
-    let township = Hub::start(&township_cfg, "township").await;
-    wait_listening(listen).await;
-    let proxy = Proxy::start(listen).await;
-    let village_cfg = d.config(VILLAGE, &village_id, Some(proxy.addr), None, "");
-    let village = Village::start(&village_cfg).await.unwrap();
+    let Proxied {
+        township,
+        proxy,
+        village,
+        township_id,
+        village_id,
+        listen,
+    } = Proxied::start(&d).await;
     let mut clerk = village.clerk().await;
     let t = township.clerk().await;
     let mut sent = vec![first_case(&village, &clerk).await];
@@ -572,5 +604,45 @@ async fn a_silent_link_shows_stalled_then_recovers() {
         link_state(&township.links(), VILLAGE).as_deref(),
         Some("connected")
     );
+    village.stop().await;
+}
+
+/// A child revoked while its link is open is cut off at the township's next look at its
+/// revocation list, not only at its next dial, and its dials are refused from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_linked_child_cuts_its_open_link() {
+    let d = Deployment::new();
+    let Proxied {
+        township,
+        proxy,
+        village,
+        ..
+    } = Proxied::start(&d).await;
+    let clerk = village.clerk().await;
+    let t = township.clerk().await;
+    let first = first_case(&village, &clerk).await;
+    until_township_holds(&t, &[first], "the first case at the township").await;
+    let dials = proxy.accepted();
+
+    d.revoke(VILLAGE);
+    eventually("the open link cut", ARRIVE, || {
+        let log = township.stderr();
+        async move { log.contains("its open link is cut").then_some(()) }
+    })
+    .await;
+    eventually("the village's link down", ARRIVE, || {
+        let v = &village;
+        async move { (parent_link(v).await.0 != "connected").then_some(()) }
+    })
+    .await;
+    // It dials again (through the proxy, which counts), and every dial is refused: the
+    // link stays down.
+    eventually("a dial after the cut", ARRIVE, || {
+        let n = proxy.accepted();
+        async move { (n > dials).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(AFTER_TLS_CHECK).await;
+    assert_ne!(parent_link(&village).await.0, "connected");
     village.stop().await;
 }

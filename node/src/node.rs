@@ -817,6 +817,8 @@ pub enum LinkOp {
     },
     /// The parent's down stream reached what it held at a refilling handshake.
     RefillDone,
+    /// Records (durably) what `peer` is owed of this node's "refill only" entries.
+    RefillOwed { peer: NodeId, owed: Option<u64> },
     /// Events and bytes of `peer`'s outbox after `after`.
     Lag {
         peer: NodeId,
@@ -841,6 +843,9 @@ pub struct LinkState {
     pub outbox_end: u64,
     /// This node's parent in the topology.
     pub parent: Option<NodeId>,
+    /// The peer (a parent whose store is new or restored) is owed this node's "refill only"
+    /// entries up to this position of its outbox.
+    pub refill_owed: Option<u64>,
 }
 
 /// The node thread's answers to the sync driver.
@@ -888,6 +893,7 @@ impl<S: Store> Node<S> {
                 refill: reg.refilling(),
                 outbox_end: reg.outbox_end(peer)?,
                 parent: reg.parent(),
+                refill_owed: reg.refill_owed(peer)?,
             }),
             LinkOp::Resume { peer, stated } => {
                 let decision = link::resume(stated.as_ref(), &*reg);
@@ -924,6 +930,10 @@ impl<S: Store> Node<S> {
             }
             LinkOp::RefillDone => {
                 reg.refill_done()?;
+                LinkReply::Done
+            }
+            LinkOp::RefillOwed { peer, owed } => {
+                reg.set_refill_owed(peer, owed)?;
                 LinkReply::Done
             }
             LinkOp::Lag {

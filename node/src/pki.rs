@@ -527,6 +527,12 @@ pub fn reissue_crl(ca_dir: &Path, now: DateTime<Utc>) -> Result<(), PkiError> {
     write_crl(&crl_path, &crl, &ca.issuer, at)
 }
 
+/// The serial of a certificate (DER), if it parses and fits 64 bits.
+pub fn serial_of(der: &[u8]) -> Option<u64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Serial::from_be_bytes(cert.raw_serial()).map(|s| s.0)
+}
+
 /// The serials listed in the CRL at `crl_path`.
 pub fn revoked_serials(crl_path: &Path) -> Result<Vec<Serial>, PkiError> {
     Ok(read_crl(crl_path)?

@@ -62,6 +62,7 @@ mod key {
     pub const REQUEST: &[u8] = b"rq/";
     pub const OWN_SEQ: &[u8] = b"m/own_seq";
     pub const REFILL: &[u8] = b"m/refill";
+    pub const REFILL_OWED: &[u8] = b"m/refill_owed/";
     pub const EVENT_ID: &[u8] = b"x/";
     pub const OUTBOX: &[u8] = b"o/";
     pub const CURSOR: &[u8] = b"k/";
@@ -468,6 +469,9 @@ impl<S: Store> Register<S> {
         let position = self.append_own(wire, b)?;
         self.advance_past_copies(&copies);
         self.cache(after.clone());
+        if after.custodian.node != self.node {
+            self.hand_on_pending(after)?;
+        }
         Ok(position)
     }
 

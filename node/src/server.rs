@@ -385,7 +385,13 @@ async fn start_links(
             .map_err(|e| StartError::Links(format!("listen {listen}: {e}")))?;
         let local = listener.local_addr().ok();
         let incoming = tls::incoming(listener, &server_config);
-        let service = ReplicationService::new(ctx.clone(), config.id, stop.clone());
+        let revoked = match &files.crl {
+            Some(crl) => {
+                tls::RevokedSerials::watch(crl.clone(), config.tls_check_every, stop.clone())
+            }
+            None => tls::RevokedSerials::none(),
+        };
+        let service = ReplicationService::new(ctx.clone(), config.id, stop.clone(), revoked);
         let replication = ReplicationServer::new(service)
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .send_compressed(tonic::codec::CompressionEncoding::Gzip);

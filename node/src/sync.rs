@@ -198,9 +198,6 @@ pub async fn run_parent_link(
     let parent_id = parent.division();
     let mut link = Link::new(ctx.backoff, ctx.stall_after_ms);
     let mut sender = Sender::new(ctx.limits);
-    // The parent is owed the "refill only" entries up to this position of its outbox (see
-    // `dial_and_run`); kept across connections.
-    let mut refill_owed: Option<u64> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -229,7 +226,6 @@ pub async fn run_parent_link(
             addr,
             &mut link,
             &mut sender,
-            &mut refill_owed,
             &mut shutdown,
         )
         .await;
@@ -266,7 +262,6 @@ async fn dial_and_run(
     addr: SocketAddr,
     link: &mut Link,
     sender: &mut Sender,
-    refill_owed: &mut Option<u64>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     let parent_id = parent.division();
@@ -355,19 +350,33 @@ async fn dial_and_run(
     //   position it states, the events it wrote after the backup that only its children hold
     //   (it held every earlier one: its cursor of this stream is in the same backup).
     // The decision holds for later connections, until the parent's resume position passes
-    // this node's outbox end at the decision (in memory: a connection cut meanwhile would find
-    // the cursor already of the new epoch and skip the rest).
+    // this node's outbox end at the decision. It is kept in the store (`LinkOp::RefillOwed`,
+    // durable before the first batch): a connection cut meanwhile, or a restart, finds the
+    // cursor already of the new epoch and would otherwise skip the rest.
     let parent_new = state.cursor.is_some_and(|c| c.epoch != agreed.parent_epoch);
+    let mut owed = state.refill_owed;
     if matches!(resume, link::Resume::FromStart) || parent_new {
-        *refill_owed = Some(refill_owed.map_or(state.outbox_end, |e| e.max(state.outbox_end)));
+        owed = Some(owed.map_or(state.outbox_end, |e| e.max(state.outbox_end)));
     }
-    let out_refill = match (*refill_owed, &resume) {
-        (Some(end), link::Resume::From(next)) if *next > end => {
-            *refill_owed = None;
-            false
+    if let (Some(end), link::Resume::From(next)) = (owed, &resume)
+        && *next > end
+    {
+        owed = None;
+    }
+    if owed != state.refill_owed {
+        match ctx
+            .node
+            .link(LinkOp::RefillOwed {
+                peer: parent_id,
+                owed,
+            })
+            .await?
+        {
+            LinkReply::Done => {}
+            _ => return Err(reply_mismatch("RefillOwed")),
         }
-        (owed, _) => owed.is_some(),
-    };
+    }
+    let out_refill = owed.is_some();
     tracing::info!(%parent_id, version = agreed.version, resume = ?resume, refill = state.refill, out_refill, "connected to the parent");
     let conn = Conn {
         ctx,
@@ -610,11 +619,23 @@ pub struct ReplicationService {
     ctx: LinkContext,
     me: NodeId,
     shutdown: watch::Receiver<bool>,
+    /// A child whose certificate is revoked while its link is open is cut off.
+    revoked: tls::RevokedSerials,
 }
 
 impl ReplicationService {
-    pub fn new(ctx: LinkContext, me: NodeId, shutdown: watch::Receiver<bool>) -> Self {
-        ReplicationService { ctx, me, shutdown }
+    pub fn new(
+        ctx: LinkContext,
+        me: NodeId,
+        shutdown: watch::Receiver<bool>,
+        revoked: tls::RevokedSerials,
+    ) -> Self {
+        ReplicationService {
+            ctx,
+            me,
+            shutdown,
+            revoked,
+        }
     }
 }
 
@@ -641,6 +662,8 @@ impl pb::replication_server::Replication for ReplicationService {
             return Err(refused.into());
         }
         let child = peer.division();
+        let serial = tls::peer_serial(&request);
+        let mut revoked = self.revoked.clone();
         let inbound = request.into_inner();
         let (out_tx, out_rx) = mpsc::channel::<Outgoing>(OUTGOING_FRAMES_MAX);
         let ctx = self.ctx.clone();
@@ -651,16 +674,21 @@ impl pb::replication_server::Replication for ReplicationService {
             link.handle_connecting();
             ctx.board
                 .publish(child, Direction::Child, link.status(&sender, ctx.now_ms()));
-            let result = serve_child(
-                &ctx,
-                child,
-                inbound,
-                &out_tx,
-                &mut link,
-                &mut sender,
-                &mut shutdown,
-            )
-            .await;
+            let result = tokio::select! {
+                r = serve_child(
+                    &ctx,
+                    child,
+                    inbound,
+                    &out_tx,
+                    &mut link,
+                    &mut sender,
+                    &mut shutdown,
+                ) => r,
+                () = revoked.listed(serial) => {
+                    tracing::warn!(%child, "the child's certificate was revoked: its open link is cut");
+                    Err(ConnError::Protocol("the certificate of this node is revoked".to_owned()))
+                }
+            };
             let last = match &result {
                 Err(ConnError::NewEpoch) => Some(Frame::Error(link::ErrorFrame::new(
                     link::ErrorCode::NewEpoch,

@@ -671,6 +671,73 @@ pub fn peer_of_connection<T>(request: &Request<T>) -> Result<PeerId, Status> {
     })
 }
 
+/// The serial of the connection's client certificate, if it has one.
+pub fn peer_serial<T>(request: &Request<T>) -> Option<u64> {
+    let info = request.extensions().get::<TlsConnectInfo>()?;
+    let end_entity = info.peer_certs.as_ref()?.first()?;
+    crate::pki::serial_of(end_entity)
+}
+
+/// The serials a CRL file lists, read again whenever the file changes (looked at every
+/// `every`): open connections are checked against it, so a revoked peer's open link ends too
+/// (new connections are refused by the handshake itself).
+#[derive(Clone, Debug)]
+pub struct RevokedSerials(tokio::sync::watch::Receiver<Arc<std::collections::BTreeSet<u64>>>);
+
+impl RevokedSerials {
+    /// Nothing is ever revoked (no CRL configured).
+    pub fn none() -> RevokedSerials {
+        let (_, rx) = tokio::sync::watch::channel(Arc::default());
+        RevokedSerials(rx)
+    }
+
+    /// Watches `crl` until `stop` turns true. A CRL that cannot be read keeps the last list
+    /// (and is logged): the handshake refuses new connections meanwhile.
+    pub fn watch(
+        crl: PathBuf,
+        every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> RevokedSerials {
+        let (tx, rx) = tokio::sync::watch::channel(Arc::default());
+        tokio::spawn(async move {
+            let mut seen: Option<(SystemTime, u64)> = None;
+            loop {
+                let stamp = fs::metadata(&crl)
+                    .ok()
+                    .and_then(|m| Some((m.modified().ok()?, m.ino())));
+                if stamp.is_some() && stamp != seen {
+                    match crate::pki::revoked_serials(&crl) {
+                        Ok(serials) => {
+                            seen = stamp;
+                            let set: std::collections::BTreeSet<u64> =
+                                serials.into_iter().map(|s| s.0).collect();
+                            tx.send_replace(Arc::new(set));
+                        }
+                        Err(e) => {
+                            tracing::warn!(crl = %crl.display(), error = %e, "the revocation list cannot be read; keeping the last one");
+                        }
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
+        RevokedSerials(rx)
+    }
+
+    /// Resolves once `serial` is listed (never, for `None` or while it is not).
+    pub async fn listed(&mut self, serial: Option<u64>) {
+        let Some(serial) = serial else {
+            return std::future::pending().await;
+        };
+        if self.0.wait_for(|set| set.contains(&serial)).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// The layer: a tonic interceptor (`XServer::with_interceptor(svc, tls::identify)`) that puts
 /// an [`Authenticated`] in the request's extensions, or refuses the call.
 pub fn identify(mut request: Request<()>) -> Result<Request<()>, Status> {

@@ -408,6 +408,13 @@ fn county_desk() -> yimen_node::node::DeskActor {
 /// A 医疗救助 case accepted at the village for a resident of `household`, pre-checked and
 /// forwarded to the competent township (同城通办 when `household` is another township's).
 fn forwarded_medical_aid(village: &mut Node<MemStore>, household: &str) -> String {
+    let number = accepted_medical_aid(village, household);
+    precheck_and_forward(village, &number);
+    number
+}
+
+/// A 医疗救助 case accepted at the village for a 低保 resident of `household`.
+fn accepted_medical_aid(village: &mut Node<MemStore>, household: &str) -> String {
     let reply = village
         .handle(ClerkOp::Apply {
             operator: "测试员".to_owned(),
@@ -422,27 +429,31 @@ fn forwarded_medical_aid(village: &mut Node<MemStore>, household: &str) -> Strin
             helper: None,
         })
         .unwrap();
-    let ClerkReply::Accepted(case, _) = reply else {
-        panic!("not accepted: {reply:?}");
-    };
-    let number = case.number.to_string();
-    village
-        .handle(ClerkOp::Precheck {
+    village.sync().unwrap();
+    match reply {
+        ClerkReply::Accepted(case, _) => case.number.to_string(),
+        other => panic!("not accepted: {other:?}"),
+    }
+}
+
+/// The village's 初审 and 转报 to the competent township.
+fn precheck_and_forward(village: &mut Node<MemStore>, number: &str) {
+    for op in [
+        ClerkOp::Precheck {
             operator: "测试员".to_owned(),
-            case: number.clone(),
+            case: number.to_owned(),
             opinion: "材料齐全".to_owned(),
-        })
-        .unwrap();
-    village
-        .handle(ClerkOp::Forward {
+        },
+        ClerkOp::Forward {
             operator: "测试员".to_owned(),
-            case: number.clone(),
+            case: number.to_owned(),
             to: None,
             reason: "转乡镇审核".to_owned(),
-        })
-        .unwrap();
+        },
+    ] {
+        village.handle(op).unwrap();
+    }
     village.sync().unwrap();
-    number
 }
 
 /// DESIGN.md "When an event is refused": a case whose event fails a domain check at the
@@ -967,4 +978,38 @@ fn a_village_custodian_decides_a_request_raised_elsewhere() {
     };
     assert_eq!(case.events.last().unwrap().body.kind(), "request_declined");
     assert!(case.decided_requests.contains(&request));
+}
+
+/// A custodian that hands a case on with a request undecided sends the request on with it.
+#[test]
+fn an_undecided_request_follows_the_case_to_its_next_custodian() {
+    use yimen_node::node::{DeskActor, RelayKind};
+    let (mut village, _) = open(VILLAGE, 7, Recovery::Stop);
+    let (mut township, _) = open(TOWNSHIP, 8, Recovery::Stop);
+    let number = accepted_medical_aid(&mut village, VILLAGE);
+    deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
+    township
+        .handle(ClerkOp::Relay {
+            operator: "乡镇窗口".to_owned(),
+            case: number.clone(),
+            kind: RelayKind::Objection {
+                text: "邻居反映申请人已外出".to_owned(),
+            },
+        })
+        .unwrap();
+    township.sync().unwrap();
+    deliver(&mut township, TOWNSHIP, &mut village, VILLAGE);
+    let village_desk = DeskActor::custodian_of(id(VILLAGE), None);
+    assert_eq!(
+        pending_requests(&mut village, village_desk.clone()).len(),
+        1
+    );
+
+    // The village pre-checks and forwards without deciding it: the request goes along.
+    precheck_and_forward(&mut village, &number);
+    assert!(pending_requests(&mut village, village_desk).is_empty());
+    deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
+    let at_township = pending_requests(&mut township, DeskActor::custodian_of(id(TOWNSHIP), None));
+    assert_eq!(at_township.len(), 1, "{at_township:?}");
+    assert_eq!(at_township[0].kind.as_str(), "objection");
 }

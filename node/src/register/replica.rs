@@ -142,6 +142,10 @@ fn outbox_key(peer: NodeId, position: u64) -> Vec<u8> {
     ])
 }
 
+fn refill_owed_key(peer: NodeId) -> Vec<u8> {
+    key::join(&[key::REFILL_OWED, peer.to_string().as_bytes()])
+}
+
 fn cursor_key(peer: NodeId) -> Vec<u8> {
     key::join(&[key::CURSOR, peer.to_string().as_bytes()])
 }
@@ -832,6 +836,31 @@ impl<S: Store> Register<S> {
     /// Whether the node waits for its parent to refill it (it numbers no case meanwhile).
     pub fn refilling(&self) -> bool {
         self.refill
+    }
+
+    /// What `peer` is owed of this node's "refill only" entries (see `sync.rs`): kept in the
+    /// store, so a restart in the middle of a restored parent's refill goes on with it.
+    pub fn refill_owed(&self, peer: NodeId) -> Result<Option<u64>, RegisterError> {
+        self.store
+            .get(&refill_owed_key(peer))?
+            .map(|b| decode("refill owed", &b))
+            .transpose()
+    }
+
+    /// Records what `peer` is owed (`None`: nothing). Durable with the next sync.
+    pub fn set_refill_owed(
+        &mut self,
+        peer: NodeId,
+        owed: Option<u64>,
+    ) -> Result<(), RegisterError> {
+        let mut b = Batch::default();
+        match owed {
+            Some(end) => b.put(refill_owed_key(peer), encode(&end)),
+            None => b.delete(refill_owed_key(peer)),
+        }
+        self.store.apply(&b)?;
+        self.unsynced_writes = true;
+        Ok(())
     }
 
     /// The parent's down stream reached what it held at a refilling handshake: whole again.

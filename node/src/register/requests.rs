@@ -42,7 +42,16 @@ impl<S: Store> Register<S> {
         request: &Request,
         to: &Custodian,
     ) -> Result<u64, RegisterError> {
-        let mut b = Batch::default();
+        self.send_request_with(request, to, Batch::default())
+    }
+
+    /// `send_request`, with `b` (other changes) in the event's batch.
+    fn send_request_with(
+        &mut self,
+        request: &Request,
+        to: &Custodian,
+        mut b: Batch,
+    ) -> Result<u64, RegisterError> {
         if request.id.origin == self.node {
             b.put(
                 key::join(&[
@@ -128,6 +137,26 @@ impl<S: Store> Register<S> {
         }
         // Addressed here, but custody moved on: pass it to the custodian after this node.
         report.pass_along.push((request, case.custodian.clone()));
+        Ok(())
+    }
+
+    /// The case left this node's custody with requests undecided: each goes on to the new
+    /// custodian (as a former custodian passes along one that arrives later).
+    pub(super) fn hand_on_pending(
+        &mut self,
+        case: &yimen_core::case::Case,
+    ) -> Result<(), RegisterError> {
+        let prefix = key::join(&[
+            key::PENDING_REQUEST,
+            case.number.to_string().as_bytes(),
+            b"/",
+        ]);
+        for (k, v) in self.store.scan(&prefix, None, usize::MAX)? {
+            let request: Request = decode("pending request", &v)?;
+            let mut b = Batch::default();
+            b.delete(k);
+            self.send_request_with(&request, &case.custodian, b)?;
+        }
         Ok(())
     }
 
