@@ -424,6 +424,11 @@ struct Proxied {
 
 impl Proxied {
     async fn start(d: &Deployment) -> Proxied {
+        Proxied::start_with(d, "").await
+    }
+
+    /// With `village_extra` in the village's config.
+    async fn start_with(d: &Deployment, village_extra: &str) -> Proxied {
         let township_id = d.hub_identity(TOWNSHIP);
         let village_id = d.node_identity(VILLAGE);
         let listen = free_addr();
@@ -431,7 +436,7 @@ impl Proxied {
         let township = Hub::start(&township_cfg, "township").await;
         wait_listening(listen).await;
         let proxy = Proxy::start(listen).await;
-        let village_cfg = d.config(VILLAGE, &village_id, Some(proxy.addr), None, "");
+        let village_cfg = d.config(VILLAGE, &village_id, Some(proxy.addr), None, village_extra);
         let village = Village::start(&village_cfg).await.unwrap();
         Proxied {
             township,
@@ -644,5 +649,42 @@ async fn revoking_a_linked_child_cuts_its_open_link() {
     .await;
     tokio::time::sleep(AFTER_TLS_CHECK).await;
     assert_ne!(parent_link(&village).await.0, "connected");
+    village.stop().await;
+}
+
+/// A village whose parent is revoked while their link is open (a stolen township box) leaves
+/// it at its next look at the revocation list, and does not link to it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_village_leaves_an_open_link_to_a_revoked_parent() {
+    let d = Deployment::new();
+    let Proxied {
+        township,
+        proxy,
+        village,
+        ..
+    } = Proxied::start_with(&d, TOWNSHIP_EXTRA).await;
+    let clerk = village.clerk().await;
+    let t = township.clerk().await;
+    let first = first_case(&village, &clerk).await;
+    until_township_holds(&t, &[first], "the first case at the township").await;
+    until_caught_up(&village, "the village's link").await;
+    let dials = proxy.accepted();
+
+    d.revoke(TOWNSHIP);
+    eventually("the village's link down", ARRIVE, || {
+        let v = &village;
+        async move { (parent_link(v).await.0 != "connected").then_some(()) }
+    })
+    .await;
+    // Its dials go on (through the proxy) and are refused by its own check of the township.
+    eventually("a dial after the cut", ARRIVE, || {
+        let n = proxy.accepted();
+        async move { (n > dials).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(AFTER_TLS_CHECK).await;
+    assert_ne!(parent_link(&village).await.0, "connected");
+    // The township did not cut it: it was the village's own decision.
+    assert!(!township.stderr().contains("its open link is cut"));
     village.stop().await;
 }

@@ -344,6 +344,12 @@ async fn start_links(
     }
     let server_config = ReloadingServerConfig::new(files.clone(), config.tls_check_every)?;
     let me = server_config.identity();
+    // One watch of the revocation list for both directions: open links to a peer revoked
+    // meanwhile are cut.
+    let revoked = match &files.crl {
+        Some(crl) => tls::RevokedSerials::watch(crl.clone(), config.tls_check_every, stop.clone()),
+        None => tls::RevokedSerials::none(),
+    };
     if me.division() != config.id {
         return Err(StartError::Links(format!(
             "the certificate {} names {me}, but this node is {}",
@@ -376,6 +382,7 @@ async fn start_links(
             config.id,
             parent,
             addr,
+            revoked.clone(),
             stop.clone(),
         )));
     }
@@ -385,12 +392,6 @@ async fn start_links(
             .map_err(|e| StartError::Links(format!("listen {listen}: {e}")))?;
         let local = listener.local_addr().ok();
         let incoming = tls::incoming(listener, &server_config);
-        let revoked = match &files.crl {
-            Some(crl) => {
-                tls::RevokedSerials::watch(crl.clone(), config.tls_check_every, stop.clone())
-            }
-            None => tls::RevokedSerials::none(),
-        };
         let service = ReplicationService::new(ctx.clone(), config.id, stop.clone(), revoked);
         let replication = ReplicationServer::new(service)
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)

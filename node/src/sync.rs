@@ -193,6 +193,7 @@ pub async fn run_parent_link(
     me: NodeId,
     parent: PeerId,
     addr: SocketAddr,
+    mut revoked: tls::RevokedSerials,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let parent_id = parent.division();
@@ -226,6 +227,7 @@ pub async fn run_parent_link(
             addr,
             &mut link,
             &mut sender,
+            &mut revoked,
             &mut shutdown,
         )
         .await;
@@ -262,11 +264,13 @@ async fn dial_and_run(
     addr: SocketAddr,
     link: &mut Link,
     sender: &mut Sender,
+    revoked: &mut tls::RevokedSerials,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     let parent_id = parent.division();
     // Read the files at every dial: a renewed certificate is used without a restart.
-    let config = tls::client_config(files, parent).map_err(|e| ConnError::Dial(e.to_string()))?;
+    let (config, parent_serial) =
+        tls::client_config_seeing(files, parent).map_err(|e| ConnError::Dial(e.to_string()))?;
     // Bounded by the TLS handshake timeout; a refusal names the server's alert.
     let channel = tokio::select! {
         c = tls::connect(addr, config, tls::server_name_for(parent, addr)) => c,
@@ -385,8 +389,14 @@ async fn dial_and_run(
         out_refill,
         refill_target,
     };
-    conn.run(link, sender, receiver, inbound, out_tx, shutdown)
-        .await
+    // A parent whose certificate is revoked while the link is open (a stolen box) is left.
+    tokio::select! {
+        r = conn.run(link, sender, receiver, inbound, out_tx, shutdown) => r,
+        () = revoked.listed(parent_serial.get()) => {
+            tracing::warn!(%parent_id, "the parent's certificate was revoked: the open link is cut");
+            Err(ConnError::Protocol("the parent's certificate is revoked".to_owned()))
+        }
+    }
 }
 
 /// An error and its sources, for the log: tonic's transport error hides the cause (a TLS

@@ -763,6 +763,8 @@ pub fn authenticated_peer<T>(request: &Request<T>) -> Result<&PeerId, Status> {
 struct ExpectedServerVerifier {
     inner: Arc<WebPkiServerVerifier>,
     expected: PeerId,
+    /// The serial of the last server certificate verified.
+    seen: Arc<Mutex<Option<u64>>>,
 }
 
 fn other_error(e: impl std::error::Error + Send + Sync + 'static) -> rustls::Error {
@@ -791,8 +793,13 @@ impl ServerCertVerifier for ExpectedServerVerifier {
             .dns_name()
             .and_then(|n| ServerName::try_from(n).ok())
             .unwrap_or_else(|| server_name.to_owned());
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &name, ocsp_response, now)
+        let verified =
+            self.inner
+                .verify_server_cert(end_entity, intermediates, &name, ocsp_response, now)?;
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = crate::pki::serial_of(end_entity);
+        }
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -826,6 +833,26 @@ pub fn client_config(
     files: &TlsFiles,
     expected_server: &PeerId,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    client_config_seeing(files, expected_server).map(|(config, _)| config)
+}
+
+/// The serial of the server certificate a client configuration last verified.
+#[derive(Clone, Debug, Default)]
+pub struct ServerSerial(Arc<Mutex<Option<u64>>>);
+
+impl ServerSerial {
+    pub fn get(&self) -> Option<u64> {
+        self.0.lock().ok().and_then(|s| *s)
+    }
+}
+
+/// [`client_config`], and where to read the serial of the server certificate it verified
+/// (a child cuts its open link to a parent revoked meanwhile).
+pub fn client_config_seeing(
+    files: &TlsFiles,
+    expected_server: &PeerId,
+) -> Result<(Arc<rustls::ClientConfig>, ServerSerial), TlsError> {
+    let seen = ServerSerial::default();
     let provider = provider();
     let contents = Contents::read(files)?;
     let (key, _identity) = contents.certified_key(files, &provider)?;
@@ -842,6 +869,7 @@ pub fn client_config(
     let verifier = ExpectedServerVerifier {
         inner,
         expected: expected_server.clone(),
+        seen: seen.0.clone(),
     };
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -849,7 +877,7 @@ pub fn client_config(
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_cert_resolver(Arc::new(OneClientCert(Arc::new(key))));
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), seen))
 }
 
 /// Always presents the one certificate (our CA issues one per identity).
