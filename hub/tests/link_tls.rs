@@ -612,6 +612,22 @@ async fn a_silent_link_shows_stalled_then_recovers() {
     village.stop().await;
 }
 
+/// The village's link goes down, it dials again (through the proxy, which counts `dials`
+/// before the cut) and every dial is refused: the link stays down.
+async fn stays_cut(village: &Village, proxy: &Proxy, dials: usize) {
+    eventually("the village's link down", ARRIVE, || async move {
+        (parent_link(village).await.0 != "connected").then_some(())
+    })
+    .await;
+    eventually("a dial after the cut", ARRIVE, || {
+        let n = proxy.accepted();
+        async move { (n > dials).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(AFTER_TLS_CHECK).await;
+    assert_ne!(parent_link(village).await.0, "connected");
+}
+
 /// A child revoked while its link is open is cut off at the township's next look at its
 /// revocation list, not only at its next dial, and its dials are refused from then on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -635,20 +651,7 @@ async fn revoking_a_linked_child_cuts_its_open_link() {
         async move { log.contains("its open link is cut").then_some(()) }
     })
     .await;
-    eventually("the village's link down", ARRIVE, || {
-        let v = &village;
-        async move { (parent_link(v).await.0 != "connected").then_some(()) }
-    })
-    .await;
-    // It dials again (through the proxy, which counts), and every dial is refused: the
-    // link stays down.
-    eventually("a dial after the cut", ARRIVE, || {
-        let n = proxy.accepted();
-        async move { (n > dials).then_some(()) }
-    })
-    .await;
-    tokio::time::sleep(AFTER_TLS_CHECK).await;
-    assert_ne!(parent_link(&village).await.0, "connected");
+    stays_cut(&village, &proxy, dials).await;
     village.stop().await;
 }
 
@@ -671,19 +674,7 @@ async fn a_village_leaves_an_open_link_to_a_revoked_parent() {
     let dials = proxy.accepted();
 
     d.revoke(TOWNSHIP);
-    eventually("the village's link down", ARRIVE, || {
-        let v = &village;
-        async move { (parent_link(v).await.0 != "connected").then_some(()) }
-    })
-    .await;
-    // Its dials go on (through the proxy) and are refused by its own check of the township.
-    eventually("a dial after the cut", ARRIVE, || {
-        let n = proxy.accepted();
-        async move { (n > dials).then_some(()) }
-    })
-    .await;
-    tokio::time::sleep(AFTER_TLS_CHECK).await;
-    assert_ne!(parent_link(&village).await.0, "connected");
+    stays_cut(&village, &proxy, dials).await;
     // The township did not cut it: it was the village's own decision.
     assert!(!township.stderr().contains("its open link is cut"));
     village.stop().await;
