@@ -438,8 +438,14 @@ impl Clerk for ClerkService {
         r: Request<pb::GetCaseRequest>,
     ) -> Result<Response<pb::CaseReply>, Status> {
         let case = r.into_inner().case_number;
-        let reply = self.call(ClerkOp::GetCase { case }).await?;
-        self.case_reply(reply)
+        match self.call(ClerkOp::GetCase { case }).await? {
+            ClerkReply::Shown(case, hold) => {
+                let mut view = case_view(&case, self.today());
+                crate::desk::set_hold(&mut view, hold);
+                Ok(Response::new(pb::CaseReply { case: Some(view) }))
+            }
+            other => Err(unexpected(&other)),
+        }
     }
 
     async fn list_cases(

@@ -187,10 +187,7 @@ impl DeskService {
                 hold,
             } => {
                 let mut view = self.view(&case, &item);
-                if let Some(h) = hold {
-                    view.hold = if h.voided { "void" } else { "quarantined" }.to_owned();
-                    view.hold_reason = h.reason;
-                }
+                set_hold(&mut view, hold);
                 if let Some(to) = &forwarded_to {
                     tracing::info!(case = %case.number, desk = %caller.custodian, %to, "handed on after a desk step");
                 }
@@ -235,6 +232,14 @@ pub fn requests_reply(
                 operator: q.operator.clone(),
             })
             .collect(),
+    }
+}
+
+/// Marks a case view quarantined or void.
+pub fn set_hold(view: &mut pb::CaseView, hold: Option<crate::node::Hold>) {
+    if let Some(h) = hold {
+        view.hold = if h.voided { "void" } else { "quarantined" }.to_owned();
+        view.hold_reason = h.reason;
     }
 }
 

@@ -188,6 +188,8 @@ pub enum ClerkReply {
     Accepted(Box<Case>, Box<ItemVersion>),
     Incomplete(IntakeReport, Box<ItemVersion>),
     Case(Box<Case>),
+    /// A case looked up, with its hold when it is quarantined or void here.
+    Shown(Box<Case>, Option<Hold>),
     Request {
         id: RequestId,
         addressed_to: Custodian,
@@ -427,7 +429,11 @@ impl<S: Store> Node<S> {
                 };
                 self.request(now, operator, &case, kind)
             }
-            ClerkOp::GetCase { case } => Ok(ClerkReply::Case(Box::new(self.load(&case)?))),
+            ClerkOp::GetCase { case } => {
+                let case = self.load(&case)?;
+                let hold = self.hold_of(&case.number)?;
+                Ok(ClerkReply::Shown(Box::new(case), hold))
+            }
             ClerkOp::ListCases {
                 status,
                 overdue_only,

@@ -521,6 +521,19 @@ fn a_quarantined_case_raises_an_alarm_holds_its_events_and_the_county_decides() 
         "{}",
         refused.reason_zh()
     );
+    // Looking it up says so.
+    match village
+        .handle(ClerkOp::GetCase {
+            case: number.clone(),
+        })
+        .unwrap()
+    {
+        ClerkReply::Shown(_, Some(hold)) => {
+            assert!(!hold.voided);
+            assert!(hold.reason.contains(TOWNSHIP), "{hold:?}");
+        }
+        other => panic!("not shown as held: {other:?}"),
+    }
 
     // The county applies the case (it knows the item) and lists the alarm.
     deliver(&mut township, TOWNSHIP, &mut county, COUNTY);

@@ -624,7 +624,7 @@ impl<S: Store> Node<S> {
     }
 
     /// Whether a case is quarantined or void here, and why.
-    fn hold_of(&self, case: &CaseNumber) -> Result<Option<Hold>, ClerkError> {
+    pub(crate) fn hold_of(&self, case: &CaseNumber) -> Result<Option<Hold>, ClerkError> {
         if let Some(d) = self.register.voided(case)? {
             return Ok(Some(Hold {
                 voided: true,
