@@ -1117,6 +1117,7 @@ pub fn case_text(c: &pb::CaseView) -> String {
             c.hold_reason
         )),
         "void" => s.push_str(&format!("已由县级决定作废：{}\n", c.hold_reason)),
+        "newer_schema" => s.push_str(&format!("待升级：{}\n", c.hold_reason)),
         _ => {}
     }
     s.push_str("办理记录：\n");

@@ -238,7 +238,7 @@ pub fn requests_reply(
 /// Marks a case view quarantined or void.
 pub fn set_hold(view: &mut pb::CaseView, hold: Option<crate::node::Hold>) {
     if let Some(h) = hold {
-        view.hold = if h.voided { "void" } else { "quarantined" }.to_owned();
+        view.hold = h.kind.as_str().to_owned();
         view.hold_reason = h.reason;
     }
 }

@@ -38,8 +38,8 @@ use crate::store::Store;
 // Desk operations (township reviewers, county stations) and the custodian's timers.
 mod desk;
 pub use desk::{
-    DESK_CASES_MAX, DeskActor, DeskOp, DeskReply, DeskScope, Hold, InTransit, PendingCase,
-    TIMER_OPERATOR, TickReport,
+    DESK_CASES_MAX, DeskActor, DeskOp, DeskReply, DeskScope, Hold, HoldKind, InTransit,
+    PendingCase, TIMER_OPERATOR, TickReport,
 };
 
 /// Operations waiting for the node thread; beyond this, callers wait (backpressure).

@@ -27,6 +27,7 @@ use yimen_proto::pb;
 use crate::store::{Batch, Epoch, Mark, Opened, Store, StoreError};
 
 mod inspect;
+mod newer;
 mod replica;
 mod requests;
 mod revision;
@@ -69,6 +70,7 @@ mod key {
     pub const HELD: &[u8] = b"hb/";
     pub const QUARANTINE: &[u8] = b"q/";
     pub const VOID: &[u8] = b"vd/";
+    pub const NEWER: &[u8] = b"ns/";
     pub const PENDING_REQUEST: &[u8] = b"rp/";
 
     pub fn join(parts: &[&[u8]]) -> Vec<u8> {
@@ -152,6 +154,9 @@ pub struct Register<S: Store> {
     /// Something other than an event (a request, the calendar, a counter) was applied since
     /// the last sync: the next reply must wait for a sync too.
     unsynced_writes: bool,
+    /// The newest payload schema this build reads (`PAYLOAD_SCHEMA_VERSION`; set otherwise
+    /// only by tests, to play another build).
+    readable_schema: u32,
     cases: HashMap<CaseNumber, Case>,
 }
 
@@ -200,6 +205,7 @@ impl<S: Store> Register<S> {
             own_seq: 0,
             refill: false,
             unsynced_writes: false,
+            readable_schema: PAYLOAD_SCHEMA_VERSION,
             cases: HashMap::new(),
         };
         match stored_node {
@@ -312,6 +318,8 @@ impl<S: Store> Register<S> {
                     }
                     _ => reg.check_mark(opened.mark)?,
                 }
+                // Events this build could not read before (an upgrade since): apply them now.
+                reg.catch_up_newer()?;
             }
         }
         Ok(reg)

@@ -529,7 +529,7 @@ fn a_quarantined_case_raises_an_alarm_holds_its_events_and_the_county_decides() 
         .unwrap()
     {
         ClerkReply::Shown(_, Some(hold)) => {
-            assert!(!hold.voided);
+            assert_eq!(hold.kind, yimen_node::node::HoldKind::Quarantined);
             assert!(hold.reason.contains(TOWNSHIP), "{hold:?}");
         }
         other => panic!("not shown as held: {other:?}"),
@@ -1025,4 +1025,64 @@ fn an_undecided_request_follows_the_case_to_its_next_custodian() {
     let at_township = pending_requests(&mut township, DeskActor::custodian_of(id(TOWNSHIP), None));
     assert_eq!(at_township.len(), 1, "{at_township:?}");
     assert_eq!(at_township[0].kind.as_str(), "objection");
+}
+
+/// A hub that reads payload schema 1 (this build) keeps a case event of schema 2 and the
+/// case's later events waiting, relays them all, and shows why the case stops there; the
+/// same hub upgraded (a build reading schema 2, played by a test-only setting) applies them
+/// at its next start.
+#[test]
+fn a_newer_schema_case_event_waits_visibly_until_an_upgrade() {
+    use prost::Message;
+    let (mut village, _) = open(VILLAGE, 7, Recovery::Stop);
+    let (mut township, _) = open(TOWNSHIP, 8, Recovery::Stop);
+    let number = forwarded_medical_aid(&mut village, VILLAGE);
+    let case: yimen_core::numbering::CaseNumber = number.parse().unwrap();
+    // The village's three events, its pre-check (case sequence 2) relabelled as schema 2: a
+    // newer build's compatible evolution of the payload.
+    let mut events = outbox(&village, TOWNSHIP, false);
+    assert_eq!(events.len(), 3);
+    let mut wire = yimen_proto::pb::Event::decode(events[1].bytes.as_slice()).unwrap();
+    let envelope = wire.envelope.as_mut().unwrap();
+    assert_eq!(envelope.case_seq, 2);
+    envelope.schema_version = yimen_node::register::PAYLOAD_SCHEMA_VERSION + 1;
+    events[1].bytes = wire.encode_to_vec();
+    events[1].digest = *blake3::hash(&events[1].bytes).as_bytes();
+    let r = township
+        .register
+        .receive(id(VILLAGE), events.clone(), cursor_of(&events, 7))
+        .unwrap();
+    township.sync().unwrap();
+    assert_eq!((r.stored, r.held, r.quarantined), (3, 2, 0), "{r:?}");
+    assert_eq!(
+        township.register.case(&case).unwrap().unwrap().last_seq(),
+        1
+    );
+    match township
+        .handle(ClerkOp::GetCase {
+            case: number.clone(),
+        })
+        .unwrap()
+    {
+        ClerkReply::Shown(_, Some(hold)) => {
+            assert_eq!(hold.kind, yimen_node::node::HoldKind::NewerSchema);
+            assert!(hold.reason.contains("第2条"), "{hold:?}");
+        }
+        other => panic!("not shown waiting: {other:?}"),
+    }
+    // Relayed byte for byte all the same.
+    let relayed = outbox(&township, COUNTY, false);
+    assert_eq!(
+        relayed.iter().map(|e| &e.bytes).collect::<Vec<_>>(),
+        events.iter().map(|e| &e.bytes).collect::<Vec<_>>()
+    );
+
+    // Upgraded: the held events apply at the next start.
+    township.register.set_readable_schema_for_tests(2);
+    township.register.catch_up_newer().unwrap();
+    township.sync().unwrap();
+    let caught_up = township.register.case(&case).unwrap().unwrap();
+    assert_eq!(caught_up.last_seq(), 3);
+    assert_eq!(caught_up.custodian.node, id(TOWNSHIP));
+    assert_eq!(township.register.newer_schema_of(&case).unwrap(), None);
 }

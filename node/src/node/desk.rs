@@ -215,11 +215,33 @@ pub struct TickReport {
     pub failed: Vec<(CaseNumber, String)>,
 }
 
-/// A case nobody may act on: quarantined until the county decides, or void.
+/// Why a case is shown held here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldKind {
+    /// Quarantined until the county decides: nobody acts on it.
+    Quarantined,
+    /// Voided by the county: nobody acts on it again.
+    Void,
+    /// This node's view stops before an event of a newer payload schema it cannot read: the
+    /// later events wait here until its software is upgraded (they are relayed meanwhile).
+    NewerSchema,
+}
+
+impl HoldKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldKind::Quarantined => "quarantined",
+            HoldKind::Void => "void",
+            HoldKind::NewerSchema => "newer_schema",
+        }
+    }
+}
+
+/// A case shown held: quarantined, void, or waiting for newer software here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hold {
-    pub voided: bool,
-    /// The kind of problem, or the county's reason.
+    pub kind: HoldKind,
+    /// The kind of problem, the county's reason, or the unreadable event.
     pub reason: String,
 }
 
@@ -623,17 +645,25 @@ impl<S: Store> Node<S> {
         })
     }
 
-    /// Whether a case is quarantined or void here, and why.
+    /// Whether a case is quarantined, void, or waiting for newer software here, and why.
     pub(crate) fn hold_of(&self, case: &CaseNumber) -> Result<Option<Hold>, ClerkError> {
         if let Some(d) = self.register.voided(case)? {
             return Ok(Some(Hold {
-                voided: true,
+                kind: HoldKind::Void,
                 reason: d.reason,
             }));
         }
-        Ok(self.register.quarantine_of(case)?.map(|q| Hold {
-            voided: false,
-            reason: q.reason,
+        if let Some(q) = self.register.quarantine_of(case)? {
+            return Ok(Some(Hold {
+                kind: HoldKind::Quarantined,
+                reason: q.reason,
+            }));
+        }
+        Ok(self.register.newer_schema_of(case)?.map(|(seq, schema)| Hold {
+            kind: HoldKind::NewerSchema,
+            reason: format!(
+                "第{seq}条事件由新版本软件写入（数据格式第{schema}版），本机软件升级后才能显示此后的办理情况"
+            ),
         }))
     }
 

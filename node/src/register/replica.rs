@@ -450,9 +450,9 @@ impl<S: Store> Register<S> {
                     Err(_) => BTreeSet::new(),
                 };
                 self.raise_counter_for(&mut b, case);
-                if env.kind == pb::EventType::CaseEvent as i32
-                    && env.schema_version <= super::PAYLOAD_SCHEMA_VERSION
-                {
+                // A newer payload schema is held like any case event: `apply_held` stops
+                // before it, and the case's later events wait behind it until an upgrade.
+                if env.kind == pb::EventType::CaseEvent as i32 {
                     let (offer, after) = self.offer_case_event(&mut b, case, *seq, position)?;
                     match offer {
                         Offer::Applied | Offer::Void => {}
@@ -709,6 +709,8 @@ impl<S: Store> Register<S> {
         let changed = after.as_ref().map(Case::last_seq) != before.as_ref().map(Case::last_seq);
         let after = if changed { after } else { None };
         match failed {
+            // Held before an event of a newer schema (`newer.rs`).
+            None if !changed => Ok((Offer::Held, None)),
             None => Ok((Offer::Applied, after)),
             Some((seq, why)) => {
                 let new = self.quarantine_ops(b, &number, why)?;
@@ -746,6 +748,11 @@ impl<S: Store> Register<S> {
                 what: format!("event {at}"),
                 detail: e.to_string(),
             })?;
+            let schema = held.envelope.as_ref().map_or(0, |e| e.schema_version);
+            if schema > self.readable_schema {
+                self.wait_for_newer_software(b, number, seq, schema)?;
+                return Ok((state, None));
+            }
             match self.apply_case_event(b, number, at, &held, state.clone())? {
                 Ok(next) => {
                     b.delete(k);

@@ -20,7 +20,7 @@ use yimen_core::routing::Custodian;
 use yimen_proto::pb;
 
 use super::replica::{Envelope, Received};
-use super::{PAYLOAD_SCHEMA_VERSION, Register, RegisterError, decode, encode, key};
+use super::{Register, RegisterError, decode, encode, key};
 use crate::store::{Batch, Store};
 
 /// Where the custodian keeps a request until it decides it.
@@ -84,8 +84,7 @@ impl<S: Store> Register<S> {
         event: &pb::Event,
         report: &mut Received,
     ) -> Result<(), RegisterError> {
-        if env.kind != pb::EventType::Request as i32 || env.schema_version > PAYLOAD_SCHEMA_VERSION
-        {
+        if env.kind != pb::EventType::Request as i32 || env.schema_version > self.readable_schema {
             return Ok(());
         }
         let addressed = env.audience_members.contains(&self.node);

@@ -439,7 +439,7 @@ impl<S: Store> Register<S> {
         event: &pb::Event,
     ) -> Option<Revised> {
         let kind = RevisionKind::of_event_type(event_type)?;
-        if schema_version > PAYLOAD_SCHEMA_VERSION {
+        if schema_version > self.readable_schema {
             tracing::info!(
                 position,
                 kind = kind.as_str(),

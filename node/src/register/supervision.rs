@@ -158,7 +158,7 @@ impl<S: Store> Register<S> {
         report: &mut Received,
     ) -> Result<Changed, RegisterError> {
         let none = Ok((None, Vec::new()));
-        if env.schema_version > PAYLOAD_SCHEMA_VERSION {
+        if env.schema_version > self.readable_schema {
             return none;
         }
         if env.kind == pb::EventType::QuarantineAlarm as i32 {
