@@ -7,8 +7,10 @@
 //! * A request is pending at most once per custodian node, and never once decided (the
 //!   case's decided set, and the deciding event's batch deletes it).
 //! * Only the addressed node acts on a request; relays route it on the envelope alone.
-//! * A node passes a request along only towards the custodian after it in the chain as it
-//!   knows it, so a request never travels back.
+//! * A node passes a request along only when it held the case before (a former custodian)
+//!   or reassigned it away from the addressee (the county), towards the custodian after it;
+//!   a request that reaches its addressee before the handoff to it waits there for the
+//!   handoff, so a request never travels back.
 
 use std::collections::BTreeSet;
 
@@ -125,7 +127,11 @@ impl<S: Store> Register<S> {
         if case.decided_requests.contains(&request.id) {
             return Ok(());
         }
-        if case.custodian.node == self.node {
+        // Kept here when this node is the custodian, or when it was addressed before the
+        // handoff to it arrived here (never held the case yet): it waits for the handoff
+        // rather than travel back.
+        let former = case.custody_chain.iter().any(|c| c.node == self.node);
+        if case.custodian.node == self.node || (addressed && !former) {
             let k = pending_key(&request.case, &request.id);
             if self.store.get(&k)?.is_none() {
                 tracing::info!(case = %request.case, request = %request.id, kind = request.kind.as_str(), "request arrived for the custodian");
@@ -134,7 +140,8 @@ impl<S: Store> Register<S> {
             }
             return Ok(());
         }
-        // Addressed here, but custody moved on: pass it to the custodian after this node.
+        // Addressed to a former custodian (or to a lost one, at the county that reassigned
+        // the case): pass it to the custodian after it.
         report.pass_along.push((request, case.custodian.clone()));
         Ok(())
     }
