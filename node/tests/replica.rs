@@ -1085,4 +1085,13 @@ fn a_newer_schema_case_event_waits_visibly_until_an_upgrade() {
     assert_eq!(caught_up.last_seq(), 3);
     assert_eq!(caught_up.custodian.node, id(TOWNSHIP));
     assert_eq!(township.register.newer_schema_of(&case).unwrap(), None);
+    // Handed here by the events just applied: the custodian's timer signs for it.
+    assert!(!caught_up.received);
+    township
+        .handle_desk(yimen_node::node::DeskOp::Tick)
+        .unwrap();
+    township.sync().unwrap();
+    let signed = township.register.case(&case).unwrap().unwrap();
+    assert!(signed.received);
+    assert_eq!(signed.events.last().unwrap().body.kind(), "received");
 }

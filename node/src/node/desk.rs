@@ -792,7 +792,15 @@ impl<S: Store> Node<S> {
         let mut report = TickReport::default();
         for status in OPEN {
             for case in self.register.cases_by_status(status)? {
-                if case.custodian.node != me || !case.received {
+                if case.custodian.node != me {
+                    continue;
+                }
+                if !case.received {
+                    // Handed here without a receipt yet (the node signs on arrival; this
+                    // catches one applied at start, after an upgrade).
+                    if self.not_held(&case.number).is_ok() {
+                        self.sign_for(&case.number);
+                    }
                     continue;
                 }
                 let number = case.number;
