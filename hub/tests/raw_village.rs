@@ -628,6 +628,9 @@ async fn hub_relays_newer_schema_and_unknown_type_byte_for_byte() {
             assert_eq!(e["type"], kind, "{what}, event {seq}: {e}");
             assert_eq!(e["schema_version"], schema, "{what}, event {seq}: {e}");
             assert_eq!(e["case"], case, "{what}, event {seq}: {e}");
+            if case.is_empty() {
+                assert_eq!(e["audience_subtree"], VILLAGE, "{what}, event {seq}: {e}");
+            }
             let position = e["position"].as_u64().unwrap();
             let raw = open_register(config, id).raw_event(position).unwrap();
             assert_eq!(

@@ -69,6 +69,7 @@ pub fn inspect_store<S: Store>(store: &S) -> Result<Value, InspectError> {
             Ok(e) => {
                 let env = e.envelope.unwrap_or_default();
                 let id = env.id.unwrap_or_default();
+                let audience = env.audience.unwrap_or_default();
                 json!({
                     "position": position,
                     "origin": id.origin,
@@ -78,7 +79,9 @@ pub fn inspect_store<S: Store>(store: &S) -> Result<Value, InspectError> {
                     "case_seq": env.case_seq,
                     "type": env.r#type,
                     "schema_version": env.schema_version,
-                    "audience": env.audience.map(|a| a.members).unwrap_or_default(),
+                    "audience": audience.members,
+                    // Catalog, calendar and topology revisions: the author's subtree.
+                    "audience_subtree": (!audience.subtree.is_empty()).then_some(audience.subtree),
                     "bytes": v.len(),
                     "digest": digest,
                 })
