@@ -71,6 +71,7 @@ mod key {
     pub const QUARANTINE: &[u8] = b"q/";
     pub const VOID: &[u8] = b"vd/";
     pub const NEWER: &[u8] = b"ns/";
+    pub const REVISION_AT: &[u8] = b"rv/";
     pub const PENDING_REQUEST: &[u8] = b"rp/";
 
     pub fn join(parts: &[&[u8]]) -> Vec<u8> {

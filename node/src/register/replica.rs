@@ -134,7 +134,19 @@ fn id_key(id: &EventId) -> Vec<u8> {
     ])
 }
 
-fn outbox_key(peer: NodeId, position: u64) -> Vec<u8> {
+/// An outbox entry delivered on every connection, with the event's length (lag is counted
+/// from the index alone).
+pub(super) fn outbox_entry(len: usize) -> Vec<u8> {
+    outbox_value(ROUTE_ALWAYS, len)
+}
+
+fn outbox_value(flag: u8, len: usize) -> Vec<u8> {
+    let len = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
+    vec![flag, len[0], len[1], len[2], len[3]]
+}
+
+/// An outbox entry's key: `o/<peer>/<position>`.
+pub(super) fn outbox_key(peer: NodeId, position: u64) -> Vec<u8> {
     key::join(&[
         key::OUTBOX,
         peer.to_string().as_bytes(),
@@ -225,12 +237,8 @@ impl<S: Store> Register<S> {
     ) {
         b.put(id_key(&env.id), position.to_be_bytes().to_vec());
         // The entry carries the event's length, so lag is counted from the index alone.
-        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes();
         for (peer, flag) in self.routes(env, from) {
-            b.put(
-                outbox_key(peer, position),
-                vec![flag, len[0], len[1], len[2], len[3]],
-            );
+            b.put(outbox_key(peer, position), outbox_value(flag, bytes.len()));
         }
         b.put(event_key(position), bytes);
     }
@@ -441,6 +449,7 @@ impl<S: Store> Register<S> {
             // identity is held (a re-sent copy is dropped as a duplicate) but whose change
             // never reaches its case.
             let mut b = Batch::default();
+            let len = e.bytes.len();
             self.log_ops(&mut b, position, e.bytes, &env, Some(peer));
             let mut applied = None;
             let mut copies = Vec::new();
@@ -504,6 +513,10 @@ impl<S: Store> Register<S> {
                 position,
                 &event,
             );
+            if let Some(revised) = &revised {
+                let subtree = env.audience_subtree.unwrap_or(self.node);
+                self.revision_ops(&mut b, revised, position, subtree, len)?;
+            }
             self.store.apply(&b)?;
             if let Some(revised) = revised {
                 self.commit_revision(revised);
@@ -618,12 +631,8 @@ impl<S: Store> Register<S> {
                 continue;
             };
             let position = first + copies.len() as u64;
-            let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes();
             for child in &joined {
-                b.put(
-                    outbox_key(*child, position),
-                    vec![ROUTE_ALWAYS, len[0], len[1], len[2], len[3]],
-                );
+                b.put(outbox_key(*child, position), outbox_entry(bytes.len()));
             }
             copies.push((position, digest(&bytes)));
             b.put(event_key(position), bytes);

@@ -390,6 +390,8 @@ impl<S: Store> Register<S> {
         .encode_to_vec();
         let mut b = Batch::default();
         revised_ops(&mut b, &revised);
+        let len = wire.len();
+        self.revision_ops(&mut b, &revised, self.next_position, self.node, len)?;
         let position = self.append_own(wire, b)?;
         self.commit_revision(revised);
         tracing::info!(node = %self.node, kind = kind.as_str(), version, position, "revision published");
@@ -514,6 +516,66 @@ impl<S: Store> Register<S> {
         Some(revised)
     }
 
+    /// Indexes an applied revision (`rv/<position>`: the author's subtree), and when it is a
+    /// topology that gives this node new children, enters for each of them every revision
+    /// applied here whose subtree holds it, this one included, in the children's outboxes
+    /// (into `b`): a node added later starts from the catalog, calendar and topology its
+    /// subtree has reached (DESIGN.md invariant 7), not from its built-in defaults.
+    pub(super) fn revision_ops(
+        &self,
+        b: &mut Batch,
+        revised: &Revised,
+        position: u64,
+        subtree: NodeId,
+        len: usize,
+    ) -> Result<(), RegisterError> {
+        b.put(revision_key(position), subtree.to_string().into_bytes());
+        let Revised::Topology(next) = revised else {
+            return Ok(());
+        };
+        let before: std::collections::BTreeSet<NodeId> = self.children().into_iter().collect();
+        let joined: Vec<NodeId> = next
+            .children(self.node)
+            .map(|n| n.id)
+            .filter(|c| !before.contains(c))
+            .collect();
+        if joined.is_empty() {
+            return Ok(());
+        }
+        let mut revisions = Vec::new();
+        for (k, v) in self.store.scan(key::REVISION_AT, None, usize::MAX)? {
+            let Some(at) = k[key::REVISION_AT.len()..]
+                .try_into()
+                .ok()
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            let Ok(subtree) = String::from_utf8_lossy(&v).parse::<NodeId>() else {
+                continue;
+            };
+            let Some(bytes) = self.store.get(&super::event_key(at))? else {
+                continue;
+            };
+            revisions.push((at, subtree, bytes.len()));
+        }
+        revisions.push((position, subtree, len));
+        for child in &joined {
+            let mut entered = 0;
+            for (at, subtree, len) in &revisions {
+                if next.is_in_subtree(*child, *subtree) || child.is_within(*subtree) {
+                    b.put(
+                        super::replica::outbox_key(*child, *at),
+                        super::replica::outbox_entry(*len),
+                    );
+                    entered += 1;
+                }
+            }
+            tracing::info!(node = %self.node, %child, revisions = entered, "a new child: the revisions applied here are entered for it");
+        }
+        Ok(())
+    }
+
     /// Puts a revision's state in memory, after its batch was applied.
     pub(super) fn commit_revision(&mut self, revised: Revised) {
         match revised {
@@ -522,6 +584,10 @@ impl<S: Store> Register<S> {
             Revised::Topology(t) => self.topology = t,
         }
     }
+}
+
+fn revision_key(position: u64) -> Vec<u8> {
+    key::join(&[key::REVISION_AT, &position.to_be_bytes()])
 }
 
 /// The stored state of a revision, into its event's batch.
@@ -1038,5 +1104,59 @@ mod tests {
         assert_eq!(county.register.topology, table);
         relay(&mut county, &mut township);
         assert_eq!(township.register.topology, table);
+    }
+
+    /// A township added by a topology revision gets every revision its county applied
+    /// before, not only later ones: it starts from the county's catalog (invariant 7).
+    #[test]
+    fn a_node_added_later_starts_from_the_revisions_already_published() {
+        const JIBING: &str = "430421101000";
+        let mut county = open(COUNTY, 1, "2026-12-24");
+        let v2 = medical_aid_v2_without("dbz");
+        published(publish(
+            &mut county,
+            Revision::Catalog(Box::new(v2.clone())),
+        ));
+        assert!(
+            county
+                .register
+                .outbox(id(JIBING), 1, false, 100, u64::MAX)
+                .unwrap()
+                .is_empty()
+        );
+        let mut table = Topology::sample_hengyang();
+        table.version = 2;
+        table.nodes.insert(
+            id(JIBING),
+            yimen_core::topology::TopologyNode {
+                id: id(JIBING),
+                tier: yimen_core::division::Tier::Township,
+                parent: Some(id(COUNTY)),
+                name: "集兵镇".to_owned(),
+                serves: vec![id(JIBING)],
+            },
+        );
+        published(publish(&mut county, Revision::Topology(table.clone())));
+        let entered = county
+            .register
+            .outbox(id(JIBING), 1, false, 100, u64::MAX)
+            .unwrap();
+        assert_eq!(entered.len(), 2, "the catalog revision, then the topology");
+
+        let mut jibing = open(JIBING, 3, "2026-12-24");
+        assert!(jibing.register.catalog.get(&v2.key()).is_none());
+        relay(&mut county, &mut jibing);
+        assert_eq!(jibing.register.catalog.get(&v2.key()), Some(&v2));
+        assert_eq!(jibing.register.topology, table);
+        // An existing township got the catalog revision once, when it was published.
+        let township_entries = county
+            .register
+            .outbox(id(TOWNSHIP), 1, false, 100, u64::MAX)
+            .unwrap();
+        assert_eq!(
+            township_entries.len(),
+            2,
+            "the catalog and the topology, once each"
+        );
     }
 }
