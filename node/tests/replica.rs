@@ -640,6 +640,15 @@ fn a_quarantined_case_raises_an_alarm_holds_its_events_and_the_county_decides() 
     };
     county.sync().unwrap();
     assert!(county.register.voided(&case).unwrap().is_some());
+    assert!(
+        county
+            .register
+            .cases_by_status(yimen_core::case::CaseStatus::Processing)
+            .unwrap()
+            .iter()
+            .all(|c| c.number != case),
+        "a void case is listed open no more"
+    );
     assert!(county.register.quarantined(10).unwrap().is_empty());
     deliver(&mut county, COUNTY, &mut township, TOWNSHIP);
     assert!(township.register.voided(&case).unwrap().is_some());

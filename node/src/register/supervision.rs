@@ -27,7 +27,9 @@ use yimen_core::numbering::CaseNumber;
 use yimen_proto::pb;
 
 use super::replica::{Envelope, Received};
-use super::{PAYLOAD_SCHEMA_VERSION, Register, RegisterError, decode, due_key, encode, key};
+use super::{
+    PAYLOAD_SCHEMA_VERSION, Register, RegisterError, decode, due_key, encode, key, status_key,
+};
 use crate::store::{Batch, Store};
 
 /// What a received supervision event changed: the case's new state (a release applied held
@@ -254,9 +256,11 @@ impl<S: Store> Register<S> {
                 for (k, _) in self.store.scan(&prefix, None, usize::MAX)? {
                     b.delete(k);
                 }
-                // Off the deadline index: no timer acts on it and it is never overdue.
+                // Off the status and deadline indexes: no list shows it open, no timer acts on
+                // it and it is never overdue (looked up, it shows as void).
                 if let Some(case) = &before {
                     b.delete(due_key(case));
+                    b.delete(status_key(case));
                 }
                 tracing::info!(case = %d.case, "case voided by the county");
                 Ok((None, Vec::new()))
