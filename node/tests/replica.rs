@@ -16,7 +16,7 @@ use yimen_core::catalog::NodeId;
 use yimen_core::division::DivisionCode;
 use yimen_core::link::{Cursor, WireEvent};
 use yimen_node::clock::ManualClock;
-use yimen_node::node::{ApplicantInput, ClerkOp, ClerkReply, Node};
+use yimen_node::node::{ApplicantInput, ClerkOp, ClerkReply, Node, RelayKind};
 use yimen_node::register::{ReceiveError, Recovery, Register};
 use yimen_node::server::bootstrap;
 use yimen_node::store::Epoch;
@@ -679,6 +679,19 @@ fn a_quarantined_case_raises_an_alarm_holds_its_events_and_the_county_decides() 
     assert!(matches!(again, ClerkError::NotFound(_)), "{again:?}");
 }
 
+/// A request raised at `node`'s counter by `operator`, made durable; the clerk's reply.
+fn relay(node: &mut Node<MemStore>, number: &str, operator: &str, kind: RelayKind) -> ClerkReply {
+    let reply = node
+        .handle(ClerkOp::Relay {
+            operator: operator.to_owned(),
+            case: number.to_owned(),
+            kind,
+        })
+        .unwrap();
+    node.sync().unwrap();
+    reply
+}
+
 /// The requests waiting at `desk` on `node`.
 fn pending_requests(
     node: &mut Node<MemStore>,
@@ -806,16 +819,14 @@ fn the_county_reassigns_a_lost_custodians_case_and_the_new_one_signs_for_it() {
     // A request raised before anyone below heard of it, addressed to the lost township and
     // kept there (it is gone with its box): the county, which reassigned the case, passes it
     // to the new custodian.
-    let reply = village
-        .handle(ClerkOp::Relay {
-            operator: "测试员".to_owned(),
-            case: number.clone(),
-            kind: yimen_node::node::RelayKind::Objection {
-                text: "申请人家庭收入情况有误".to_owned(),
-            },
-        })
-        .unwrap();
-    village.sync().unwrap();
+    let reply = relay(
+        &mut village,
+        &number,
+        "测试员",
+        RelayKind::Objection {
+            text: "申请人家庭收入情况有误".to_owned(),
+        },
+    );
     let ClerkReply::Request { addressed_to, .. } = reply else {
         panic!("not a request: {reply:?}");
     };
@@ -834,7 +845,7 @@ fn the_county_reassigns_a_lost_custodians_case_and_the_new_one_signs_for_it() {
 /// withdrawal becomes the case's event and comes back to the village.
 #[test]
 fn a_request_passes_along_the_custody_chain_and_the_custodian_decides_it() {
-    use yimen_node::node::{DeskActor, DeskOp, DeskReply, LinkOp, LinkReply, RelayKind};
+    use yimen_node::node::{DeskActor, DeskOp, DeskReply, LinkOp, LinkReply};
     let FourNodes {
         mut village,
         mut township,
@@ -845,16 +856,14 @@ fn a_request_passes_along_the_custody_chain_and_the_custodian_decides_it() {
     } = FourNodes::with_case_signed_at_township();
 
     // The resident withdraws at the village, which still thinks the township holds the case.
-    let reply = village
-        .handle(ClerkOp::Relay {
-            operator: "测试员".to_owned(),
-            case: number.clone(),
-            kind: RelayKind::Withdrawal {
-                reason: "申请人已外出务工，暂不申请".to_owned(),
-            },
-        })
-        .unwrap();
-    village.sync().unwrap();
+    let reply = relay(
+        &mut village,
+        &number,
+        "测试员",
+        RelayKind::Withdrawal {
+            reason: "申请人已外出务工，暂不申请".to_owned(),
+        },
+    );
     let ClerkReply::Request {
         id: request,
         addressed_to,
@@ -949,21 +958,19 @@ fn a_request_passes_along_the_custody_chain_and_the_custodian_decides_it() {
 /// village's clerk lists it and declines it, with the reason recorded in the case.
 #[test]
 fn a_village_custodian_decides_a_request_raised_elsewhere() {
-    use yimen_node::node::{DeskActor, DeskOp, DeskReply, RelayKind};
+    use yimen_node::node::{DeskActor, DeskOp, DeskReply};
     let (mut village, _) = open(VILLAGE, 7, Recovery::Stop);
     let (mut township, _) = open(TOWNSHIP, 8, Recovery::Stop);
     let number = apply(&mut village, "代办");
     deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
-    let reply = township
-        .handle(ClerkOp::Relay {
-            operator: "乡镇窗口".to_owned(),
-            case: number.clone(),
-            kind: RelayKind::Withdrawal {
-                reason: "申请人来电要求撤回".to_owned(),
-            },
-        })
-        .unwrap();
-    township.sync().unwrap();
+    let reply = relay(
+        &mut township,
+        &number,
+        "乡镇窗口",
+        RelayKind::Withdrawal {
+            reason: "申请人来电要求撤回".to_owned(),
+        },
+    );
     let ClerkReply::Request {
         id: request,
         addressed_to,
@@ -1005,31 +1012,33 @@ fn a_village_custodian_decides_a_request_raised_elsewhere() {
 /// A custodian that hands a case on with a request undecided sends the request on with it.
 #[test]
 fn an_undecided_request_follows_the_case_to_its_next_custodian() {
-    use yimen_node::node::{DeskActor, RelayKind};
+    use yimen_node::node::DeskActor;
     let (mut village, _) = open(VILLAGE, 7, Recovery::Stop);
     let (mut township, _) = open(TOWNSHIP, 8, Recovery::Stop);
     let number = accepted_medical_aid(&mut village, VILLAGE);
     deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
-    township
-        .handle(ClerkOp::Relay {
-            operator: "乡镇窗口".to_owned(),
-            case: number.clone(),
-            kind: RelayKind::Objection {
-                text: "邻居反映申请人已外出".to_owned(),
-            },
-        })
-        .unwrap();
-    township.sync().unwrap();
+    let ClerkReply::Request { id: request, .. } = relay(
+        &mut township,
+        &number,
+        "乡镇窗口",
+        RelayKind::Objection {
+            text: "邻居反映申请人已外出".to_owned(),
+        },
+    ) else {
+        panic!("not a request");
+    };
     deliver(&mut township, TOWNSHIP, &mut village, VILLAGE);
     let village_desk = DeskActor::custodian_of(id(VILLAGE), None);
-    assert_eq!(
-        pending_requests(&mut village, village_desk.clone()).len(),
-        1
-    );
+    assert_eq!(pending_requests(&mut village, village_desk).len(), 1);
 
     // The village pre-checks and forwards without deciding it: the request goes along.
     precheck_and_forward(&mut village, &number);
-    assert!(pending_requests(&mut village, village_desk).is_empty());
+    let case: yimen_core::numbering::CaseNumber = number.parse().unwrap();
+    assert_eq!(
+        village.register.pending_request(&case, &request).unwrap(),
+        None,
+        "handed on, no longer pending at the village"
+    );
     deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
     let at_township = pending_requests(&mut township, DeskActor::custodian_of(id(TOWNSHIP), None));
     assert_eq!(at_township.len(), 1, "{at_township:?}");

@@ -961,18 +961,25 @@ impl Desk {
         }
     }
 
-    /// Runs `yimen-hub desk … --json <args>`: the JSON document on success; on failure the
-    /// `error` document printed and stderr.
-    pub fn run(&self, args: &[&str]) -> Result<Value, (Value, String)> {
-        let out = Command::new(env!("CARGO_BIN_EXE_yimen-hub"))
-            .arg("desk")
+    /// `yimen-hub desk` dialling this desk's hub with its certificate.
+    fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_yimen-hub"));
+        c.arg("desk")
             .args(["--hub", &self.hub.to_string()])
             .arg("--cert")
             .arg(&self.cert)
             .arg("--key")
             .arg(&self.key)
             .arg("--ca")
-            .arg(&self.ca)
+            .arg(&self.ca);
+        c
+    }
+
+    /// Runs `yimen-hub desk … --json <args>`: the JSON document on success; on failure the
+    /// `error` document printed and stderr.
+    pub fn run(&self, args: &[&str]) -> Result<Value, (Value, String)> {
+        let out = self
+            .command()
             .arg("--crl")
             .arg(&self.crl)
             .arg("--json")
@@ -993,18 +1000,7 @@ impl Desk {
 
     /// Runs `yimen-hub desk <args>` for people (no `--json`); its stdout.
     pub fn text(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_yimen-hub"))
-            .arg("desk")
-            .args(["--hub", &self.hub.to_string()])
-            .arg("--cert")
-            .arg(&self.cert)
-            .arg("--key")
-            .arg(&self.key)
-            .arg("--ca")
-            .arg(&self.ca)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = self.command().args(args).output().unwrap();
         assert!(out.status.success(), "desk {args:?}: {out:?}");
         String::from_utf8(out.stdout).unwrap()
     }
