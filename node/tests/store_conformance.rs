@@ -120,13 +120,33 @@ fn sled_options() -> SledOptions {
     }
 }
 
+/// How long a reopen waits for the file lock of a handle just dropped: sled's flusher thread
+/// holds the database (and its lock) a moment after the last handle goes.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs `open` until it does not fail on sled's file lock, for at most `LOCK_WAIT`.
+fn past_lock<T, E: std::fmt::Display>(open: impl Fn() -> Result<T, E>) -> Result<T, E> {
+    let until = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match open() {
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < until =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn sled_open(dir: &Path) -> Result<(SledStore, Opened), StoreError> {
-    SledStore::open(dir, &sled_options())
+    past_lock(|| SledStore::open(dir, &sled_options()))
 }
 
 /// A raw sled handle on a closed store's directory, for writing what our API refuses.
 fn raw_sled(dir: &Path) -> sled::Db {
-    sled::Config::new().path(dir).open().unwrap()
+    past_lock(|| sled::Config::new().path(dir).open()).unwrap()
 }
 
 fn framed(payload: &[u8]) -> Vec<u8> {
