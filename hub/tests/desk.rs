@@ -136,6 +136,24 @@ async fn accept_and_forward(
     number
 }
 
+/// The village's clerk asks for the case's withdrawal (a request to its custodian).
+async fn withdraw(
+    clerk: &mut pb::clerk_client::ClerkClient<tonic::transport::Channel>,
+    number: &str,
+) -> pb::RequestReply {
+    clerk
+        .relay_request(pb::RelayRequest {
+            operator: "村办事员".to_owned(),
+            case_number: number.to_owned(),
+            kind: Some(pb::relay_request::Kind::WithdrawalReason(
+                "申请人考虑撤回".to_owned(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// From township review to disbursement with `yimen-hub desk … --json` alone: the township's
 /// reviewer reviews and starts the 公示; the township's timer ends it and hands the case to
 /// the county's 医保局; the station approves and disburses, and the case goes back to the
@@ -198,17 +216,7 @@ async fn a_medical_aid_case_goes_from_township_review_to_disbursement_by_desk_co
     assert_eq!(mine["next_step"], "sh");
 
     // A request from the village reaches the reviewer's desk, who declines it with a reason.
-    let relayed = c
-        .relay_request(pb::RelayRequest {
-            operator: "村办事员".to_owned(),
-            case_number: number.clone(),
-            kind: Some(pb::relay_request::Kind::WithdrawalReason(
-                "申请人考虑撤回".to_owned(),
-            )),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let relayed = withdraw(&mut c, &number).await;
     assert_eq!(relayed.addressed_to, TOWNSHIP);
     let requests = eventually("the request at the township", HANDOFF_WAIT, || {
         let listed = reviewer.ok(&["requests"]);
@@ -498,6 +506,16 @@ async fn the_county_reassigns_a_lost_townships_case_only_after_its_revocation() 
         })
         .await;
 
+    // A withdrawal raised while the township holds the case waits at the township; the county
+    // relays it. A case the village accepts after it reaches the county behind it (link order).
+    let mut c = village.clerk().await;
+    let withdrawal = withdraw(&mut c, &number).await;
+    assert_eq!(withdrawal.addressed_to, TOWNSHIP);
+    let later = accepted_number(c.apply(senior_application(1)).await.unwrap().into_inner());
+    county_op
+        .wait_for("the village's later case at the county", &later, |_| true)
+        .await;
+
     let ca_dir = d.ca_dir();
     let reassign = [
         "reassign",
@@ -532,6 +550,13 @@ async fn the_county_reassigns_a_lost_townships_case_only_after_its_revocation() 
     assert!(
         events.ends_with(&["reassigned".to_owned(), "received".to_owned()]),
         "{events:?}"
+    );
+    // The withdrawal waiting at the lost township was passed on: it waits at the county now.
+    let requests = county_op.ok(&["requests"]);
+    assert_eq!(
+        requests["requests"][0]["request_id"],
+        withdrawal.request_id.as_str(),
+        "{requests}"
     );
     // Nothing left to reassign from the lost township.
     let (err, _) = county_op

@@ -18,7 +18,7 @@ use prost::Message;
 use serde::{Serialize, de::DeserializeOwned};
 
 use yimen_core::calendar::Calendar;
-use yimen_core::case::{Case, CaseEvent, CaseStatus};
+use yimen_core::case::{Case, CaseEvent, CaseEventBody, CaseStatus};
 use yimen_core::catalog::{Catalog, NodeId};
 use yimen_core::numbering::{CaseCounter, CaseNumber};
 use yimen_core::topology::Topology;
@@ -73,6 +73,7 @@ mod key {
     pub const NEWER: &[u8] = b"ns/";
     pub const REVISION_AT: &[u8] = b"rv/";
     pub const PENDING_REQUEST: &[u8] = b"rp/";
+    pub const SEEN_REQUEST: &[u8] = b"rs/";
 
     pub fn join(parts: &[&[u8]]) -> Vec<u8> {
         parts.concat()
@@ -481,6 +482,9 @@ impl<S: Store> Register<S> {
         if after.custodian.node != self.node {
             self.hand_on_pending(after)?;
         }
+        if matches!(event.body, CaseEventBody::Reassigned { .. }) {
+            self.pass_on_seen(after)?;
+        }
         Ok(position)
     }
 
@@ -501,6 +505,7 @@ impl<S: Store> Register<S> {
         );
         if let Some(request) = event.body.decides_request() {
             b.delete(requests::pending_key(&event.case, request));
+            b.delete(requests::seen_key(&event.case, request));
         }
         b.put(key::join(&[key::CASE, number.as_bytes()]), encode(after));
         if let Some(before) = before {

@@ -785,6 +785,23 @@ fn the_county_reassigns_a_lost_custodians_case_and_the_new_one_signs_for_it() {
         "{by_township:?}"
     );
 
+    // A withdrawal raised while the township held the case reaches it and waits there; the
+    // county relays it. Then the township is lost with its box.
+    let ClerkReply::Request { addressed_to, .. } = relay(
+        &mut village,
+        &number,
+        "测试员",
+        RelayKind::Withdrawal {
+            reason: "申请人已外出务工".to_owned(),
+        },
+    ) else {
+        panic!("not a request");
+    };
+    assert_eq!(addressed_to, lost);
+    deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
+    assert_eq!(pending_requests(&mut township, lost.clone()).len(), 1);
+    deliver(&mut township, TOWNSHIP, &mut county, COUNTY);
+
     let DeskReply::Reassigned(done) = county.handle_desk(reassign(county_desk(), &lost)).unwrap()
     else {
         panic!("not reassigned");
@@ -795,8 +812,14 @@ fn the_county_reassigns_a_lost_custodians_case_and_the_new_one_signs_for_it() {
     assert_eq!(at_county.custodian, to);
     assert!(!at_county.received);
     assert!(at_county.audience.contains(&id(T2)));
-    // 西渡镇 never held the case: it gets the whole history and signs for it.
+    // 西渡镇 never held the case: it gets the whole history and signs for it. The county
+    // passed on the withdrawal pending at the lost township.
     deliver(&mut county, COUNTY, &mut t2, T2);
+    let pending = pending_requests(&mut t2, to.clone());
+    assert_eq!(
+        pending.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(),
+        ["withdrawal"]
+    );
     let at_t2 = t2.register.case(&case).unwrap().unwrap();
     assert_eq!(at_t2.custodian, to);
     assert!(at_t2.received, "the new custodian signed for the case");
@@ -834,9 +857,12 @@ fn the_county_reassigns_a_lost_custodians_case_and_the_new_one_signs_for_it() {
     deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
     deliver(&mut township, TOWNSHIP, &mut county, COUNTY);
     deliver(&mut county, COUNTY, &mut t2, T2);
-    let pending = pending_requests(&mut t2, to.clone());
-    assert_eq!(pending.len(), 1, "{pending:?}");
-    assert_eq!(pending[0].kind.as_str(), "objection");
+    let mut kinds: Vec<_> = pending_requests(&mut t2, to.clone())
+        .iter()
+        .map(|r| r.kind.as_str())
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["objection", "withdrawal"]);
 }
 
 /// DESIGN.md "Custody": a request travels as an event to the custodian the raiser knows; a

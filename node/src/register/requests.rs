@@ -11,12 +11,17 @@
 //!   or reassigned it away from the addressee (the county), towards the custodian after it;
 //!   a request that reaches its addressee before the handoff to it waits there for the
 //!   handoff, so a request never travels back.
+//! * A county node keeps every undecided request of its territory's cases it relays (`rs/`,
+//!   removed when an event decides it): when it reassigns a case (改派), it passes them to the
+//!   new custodian, so one pending at the lost custodian is not lost with its box. A
+//!   custodian keeps a request pending once, whichever ways it arrives.
 
 use std::collections::BTreeSet;
 
 use prost::Message;
 
-use yimen_core::case::{CaseEventBody, Request, RequestId};
+use yimen_core::case::{Case, CaseEventBody, Request, RequestId};
+use yimen_core::division::Tier;
 use yimen_core::numbering::CaseNumber;
 use yimen_core::routing::Custodian;
 use yimen_proto::pb;
@@ -27,13 +32,26 @@ use crate::store::{Batch, Store};
 
 /// Where the custodian keeps a request until it decides it.
 pub(super) fn pending_key(case: &CaseNumber, id: &RequestId) -> Vec<u8> {
+    request_key(key::PENDING_REQUEST, case, id)
+}
+
+/// Where a county node keeps an undecided request it relayed, until an event decides it.
+pub(super) fn seen_key(case: &CaseNumber, id: &RequestId) -> Vec<u8> {
+    request_key(key::SEEN_REQUEST, case, id)
+}
+
+/// `prefix`, the case, then the request's id: one case's requests sort together.
+fn request_key(prefix: &[u8], case: &CaseNumber, id: &RequestId) -> Vec<u8> {
     key::join(&[
-        key::PENDING_REQUEST,
-        case.to_string().as_bytes(),
-        b"/",
+        &case_prefix(prefix, case),
         id.origin.to_string().as_bytes(),
         &id.seq.to_be_bytes(),
     ])
+}
+
+/// `prefix`, then the case number and a separator.
+fn case_prefix(prefix: &[u8], case: &CaseNumber) -> Vec<u8> {
+    key::join(&[prefix, case.to_string().as_bytes(), b"/"])
 }
 
 impl<S: Store> Register<S> {
@@ -90,6 +108,7 @@ impl<S: Store> Register<S> {
             return Ok(());
         }
         let addressed = env.audience_members.contains(&self.node);
+        let county = self.node.tier() == Tier::County;
         // A county that reassigned a case away from a lost custodian answers for it: requests
         // addressed to the lost one (by nodes that had not heard) go to the new custodian.
         let me = self.node;
@@ -113,7 +132,7 @@ impl<S: Store> Register<S> {
             }
             return Ok(());
         };
-        if !addressed && !lost(&case) {
+        if !addressed && !county {
             return Ok(());
         }
         let request = pb::RequestPayload::decode(event.payload.as_slice())
@@ -125,6 +144,12 @@ impl<S: Store> Register<S> {
             return Ok(());
         };
         if case.decided_requests.contains(&request.id) {
+            return Ok(());
+        }
+        if county {
+            b.put(seen_key(&request.case, &request.id), encode(&request));
+        }
+        if !addressed && !lost(&case) {
             return Ok(());
         }
         // Kept here when this node is the custodian, or when it was addressed before the
@@ -148,20 +173,36 @@ impl<S: Store> Register<S> {
 
     /// The case left this node's custody with requests undecided: each goes on to the new
     /// custodian (as a former custodian passes along one that arrives later).
-    pub(super) fn hand_on_pending(
-        &mut self,
-        case: &yimen_core::case::Case,
-    ) -> Result<(), RegisterError> {
-        let prefix = key::join(&[
-            key::PENDING_REQUEST,
-            case.number.to_string().as_bytes(),
-            b"/",
-        ]);
+    pub(super) fn hand_on_pending(&mut self, case: &Case) -> Result<(), RegisterError> {
+        let prefix = case_prefix(key::PENDING_REQUEST, &case.number);
         for (k, v) in self.store.scan(&prefix, None, usize::MAX)? {
             let request: Request = decode("pending request", &v)?;
             let mut b = Batch::default();
             b.delete(k);
             self.send_request_with(&request, &case.custodian, b)?;
+        }
+        Ok(())
+    }
+
+    /// 改派 written here: every undecided request this county node relayed for the case goes
+    /// to the new custodian (kept pending here when the county takes the case itself). One
+    /// pending at the lost custodian would otherwise be lost with its box.
+    pub(super) fn pass_on_seen(&mut self, case: &Case) -> Result<(), RegisterError> {
+        let prefix = case_prefix(key::SEEN_REQUEST, &case.number);
+        for (_, v) in self.store.scan(&prefix, None, usize::MAX)? {
+            let request: Request = decode("relayed request", &v)?;
+            if case.decided_requests.contains(&request.id) {
+                continue;
+            }
+            if case.custodian.node == self.node {
+                let mut b = Batch::default();
+                b.put(pending_key(&case.number, &request.id), encode(&request));
+                self.store.apply(&b)?;
+                self.unsynced_writes = true;
+            } else {
+                self.send_request(&request, &case.custodian)?;
+            }
+            tracing::info!(case = %case.number, request = %request.id, to = %case.custodian, "a request relayed before the reassignment passed to the new custodian");
         }
         Ok(())
     }
