@@ -41,6 +41,16 @@ fn the_demo_runs_and_every_store_agrees_with_it() {
     // Every kept store, read independently.
     let dumps = yimen_hub::demo::inspect_kept(keep.path()).unwrap();
     assert_eq!(dumps.len(), 6);
+    // A node's kept folder is read too (its store is `store/` inside it).
+    for id in dumps.keys().copied() {
+        let from_folder = yimen_node::register::inspect(&keep.path().join(id)).unwrap();
+        assert_eq!(from_folder["cases"], dumps[id]["cases"], "{id}");
+    }
+    let not_a_store = yimen_node::register::inspect(keep.path()).unwrap_err();
+    assert!(
+        matches!(not_a_store, yimen_node::register::InspectError::Missing(_)),
+        "{not_a_store}"
+    );
 
     // The JSON document reports what the stores hold.
     for id in dumps.keys().copied() {

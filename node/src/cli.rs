@@ -93,7 +93,8 @@ pub enum Command {
     },
     /// Dump a stopped node's store (any tier): events, cases, link cursors. Reads only.
     Inspect {
-        /// The store directory (the node must be stopped).
+        /// The store directory, or a node's data folder holding `store/` (the node must be
+        /// stopped).
         #[arg(long)]
         store: PathBuf,
         /// Print one JSON document instead of a summary.

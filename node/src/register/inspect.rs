@@ -24,7 +24,7 @@ pub const INSPECT_MAX: usize = 1_000_000;
 /// Why a store could not be inspected.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    #[error("{0}: no store there")]
+    #[error("{0}: no store there (give a node's store folder, or its data folder holding store/)")]
     Missing(String),
     #[error(transparent)]
     Register(#[from] RegisterError),
@@ -36,11 +36,16 @@ impl From<crate::store::StoreError> for InspectError {
     }
 }
 
-/// The dump of the sled store in `dir` (the node must be stopped: sled locks its files).
+/// The dump of the sled store in `dir`, or in `dir/store` when `dir` is a node's data folder
+/// (as the demo's `--keep` leaves them). The node must be stopped: sled locks its files.
 pub fn inspect(dir: &Path) -> Result<Value, InspectError> {
-    if !dir.join("db").is_file() {
-        return Err(InspectError::Missing(dir.display().to_string()));
-    }
+    let is_store = |d: &Path| d.join("db").is_file();
+    let nested = dir.join("store");
+    let dir = match (is_store(dir), is_store(&nested)) {
+        (true, _) => dir,
+        (false, true) => nested.as_path(),
+        (false, false) => return Err(InspectError::Missing(dir.display().to_string())),
+    };
     let (store, opened) = SledStore::open(dir, &SledOptions::default())?;
     let mut dump = inspect_store(&store)?;
     dump["store_epoch"] = json!(format!("{:016x}", opened.epoch.0));
