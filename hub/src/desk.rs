@@ -110,7 +110,8 @@ pub enum DeskCommand {
         #[arg(long = "approved-by")]
         approved_by: String,
     },
-    /// Quarantined cases; `release` or `void` one (county operators).
+    /// Quarantined cases and revisions refused below; `release` or `void` a case (county
+    /// operators).
     Quarantine {
         #[command(subcommand)]
         command: Option<QuarantineCommand>,
@@ -437,13 +438,36 @@ async fn quarantine(
                     .iter()
                     .map(|q| json!({"case_number": q.case_number, "reason": q.reason}))
                     .collect();
-                return emit(out, &json!({ "quarantined": cases }));
+                let revisions: Vec<Value> = r
+                    .refused_revisions
+                    .iter()
+                    .map(|a| {
+                        json!({
+                            "node": a.node,
+                            "revision": a.revision,
+                            "kind": a.kind,
+                            "reason": a.reason,
+                            "at": a.at,
+                        })
+                    })
+                    .collect();
+                return emit(
+                    out,
+                    &json!({ "quarantined": cases, "refused_revisions": revisions }),
+                );
             }
             if r.cases.is_empty() {
                 writeln!(out, "本枢纽没有被隔离的办件。")?;
             }
             for q in &r.cases {
                 writeln!(out, "{}  隔离原因：{}", q.case_number, q.reason)?;
+            }
+            for a in &r.refused_revisions {
+                writeln!(
+                    out,
+                    "节点 {} 拒绝了修订 {}（{}，{}）：{}。该修订在该节点保存并转发，但未生效。",
+                    a.node, a.revision, a.kind, a.at, a.reason
+                )?;
             }
             return Ok(());
         }

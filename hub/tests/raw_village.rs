@@ -6,7 +6,8 @@
 //! one log, routed on a tree": the protocol version is negotiated when a link opens; hubs
 //! route, store and forward on the envelope alone and carry payloads they cannot read); as a
 //! BROKEN one it writes a case event that fails a domain check (DESIGN.md "When an event is
-//! refused": quarantine, the county's alarm and decisions).
+//! refused": quarantine, the county's alarm and decisions) and a revision it may not author
+//! (kept and relayed, not applied; the alarm reaches the county).
 
 #![allow(
     clippy::unwrap_used,
@@ -697,12 +698,34 @@ async fn a_case_failing_a_domain_check_is_quarantined_and_the_county_decides() {
         link.next("the welcome").await,
         Ok(Some(F::Welcome(_)))
     ));
+    // And a catalog revision a village may not author: kept and relayed, not applied.
+    let revision = event_bytes(
+        pb::EventEnvelope {
+            id: Some(event_id(EPOCH, 2)),
+            r#type: pb::EventType::CatalogRevision as i32,
+            schema_version: PAYLOAD_SCHEMA_VERSION,
+            audience: Some(pb::Audience {
+                subtree: VILLAGE.to_owned(),
+                members: Vec::new(),
+            }),
+            author: "村办事员".to_owned(),
+            ..Default::default()
+        },
+        b"not read: the author is refused first",
+        &[],
+    );
     let ack = link
-        .send_acked(EPOCH, vec![link_event(EPOCH, 1, 1, &broken)])
+        .send_acked(
+            EPOCH,
+            vec![
+                link_event(EPOCH, 1, 1, &broken),
+                link_event(EPOCH, 2, 2, &revision),
+            ],
+        )
         .await;
     assert_eq!(
-        ack.position, 1,
-        "the link moves on: the event is acknowledged"
+        ack.position, 2,
+        "the link moves on: the events are acknowledged"
     );
 
     // The alarm at the county (and the case quarantined at the township).
@@ -723,6 +746,36 @@ async fn a_case_failing_a_domain_check_is_quarantined_and_the_county_decides() {
         reason.contains("payload does not decode") || reason.contains("payload fails"),
         "{listed}"
     );
+    // The revision alarms are listed beside it: the township and the county each refused
+    // the revision (every node checks what it applies).
+    let listed = eventually("the revision alarms at the county", ARRIVE, || {
+        let listed = county_op.ok(&["quarantine"]);
+        async move {
+            listed["refused_revisions"]
+                .as_array()
+                .is_some_and(|r| r.len() == 2)
+                .then_some(listed)
+        }
+    })
+    .await;
+    let refused = listed["refused_revisions"].as_array().unwrap();
+    let nodes: Vec<&str> = refused
+        .iter()
+        .map(|r| r["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, [COUNTY, TOWNSHIP], "{listed}");
+    for r in refused {
+        assert_eq!(r["kind"], "catalog", "{listed}");
+        assert_eq!(
+            r["revision"],
+            format!("{VILLAGE}-{EPOCH:016x}-2"),
+            "{listed}"
+        );
+        assert!(
+            r["reason"].as_str().unwrap().contains("may not author"),
+            "{listed}"
+        );
+    }
     let at_township = township_op.ok(&["quarantine"]);
     assert_eq!(
         at_township["quarantined"][0]["case_number"],

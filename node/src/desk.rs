@@ -425,15 +425,30 @@ impl Desk for DeskService {
     ) -> Result<Response<pb::ListQuarantinedReply>, Status> {
         let _caller = self.caller(&r).await?;
         match self.call(DeskOp::Quarantined).await? {
-            DeskReply::Quarantined(cases) => Ok(Response::new(pb::ListQuarantinedReply {
-                cases: cases
-                    .into_iter()
-                    .map(|(case_number, reason)| pb::QuarantinedCase {
-                        case_number,
-                        reason,
-                    })
-                    .collect(),
-            })),
+            DeskReply::Quarantined(cases, revisions) => {
+                Ok(Response::new(pb::ListQuarantinedReply {
+                    cases: cases
+                        .into_iter()
+                        .map(|(case_number, reason)| pb::QuarantinedCase {
+                            case_number,
+                            reason,
+                        })
+                        .collect(),
+                    refused_revisions: revisions
+                        .into_iter()
+                        .map(|a| pb::RefusedRevision {
+                            node: a.node.to_string(),
+                            revision: format!(
+                                "{}-{:016x}-{}",
+                                a.revision.origin, a.revision.epoch, a.revision.seq
+                            ),
+                            kind: a.kind,
+                            reason: a.reason,
+                            at: a.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        })
+                        .collect(),
+                }))
+            }
             _ => Err(unexpected()),
         }
     }

@@ -962,7 +962,8 @@ pub const AUTO_RECEIPT_OPERATOR: &str = "系统自动签收";
 
 impl<S: Store> Node<S> {
     /// What a received batch (or a county decision taken here) asks of this node: signing for
-    /// the cases handed to it, raising an alarm for each case it quarantined. A failure is
+    /// the cases handed to it, raising an alarm for each case it quarantined and each revision
+    /// it refused. A failure is
     /// logged; it never fails the link.
     pub(crate) fn after_received(&mut self, received: &Received) {
         for number in &received.arrived {
@@ -981,6 +982,11 @@ impl<S: Store> Node<S> {
         for q in &received.alarms {
             if let Err(e) = self.register.raise_alarm(q, self.clock.beijing()) {
                 tracing::error!(case = %q.case, error = %e, "could not raise a quarantine alarm");
+            }
+        }
+        for r in &received.refused_revisions {
+            if let Err(e) = self.register.raise_revision_alarm(r, self.clock.beijing()) {
+                tracing::error!(revision = ?r.revision, error = %e, "could not raise a revision alarm");
             }
         }
     }

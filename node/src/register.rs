@@ -35,7 +35,7 @@ mod supervision;
 pub use inspect::{InspectError, inspect, inspect_store};
 pub use replica::{ReceiveError, Received};
 pub use revision::{AuthorRule, Publication, Published, Revision, RevisionKind, RevisionProblem};
-pub use supervision::{ALARM_OPERATOR, NewQuarantine, QuarantineRecord};
+pub use supervision::{ALARM_OPERATOR, NewQuarantine, QuarantineRecord, RefusedRevision};
 
 /// Cases kept decoded in memory; the rest are read from the store (sled's own cache keeps the
 /// hot pages). A day's work at a village counter is tens of cases; this bounds memory at
@@ -74,6 +74,7 @@ mod key {
     pub const REVISION_AT: &[u8] = b"rv/";
     pub const PENDING_REQUEST: &[u8] = b"rp/";
     pub const SEEN_REQUEST: &[u8] = b"rs/";
+    pub const REVISION_ALARM: &[u8] = b"ra/";
 
     pub fn join(parts: &[&[u8]]) -> Vec<u8> {
         parts.concat()

@@ -543,7 +543,7 @@ fn a_quarantined_case_raises_an_alarm_holds_its_events_and_the_county_decides() 
         at_county[0].1.contains(TOWNSHIP) && at_county[0].1.contains("(event 1)"),
         "{at_county:?}"
     );
-    let DeskReply::Quarantined(listed) = county.handle_desk(DeskOp::Quarantined).unwrap() else {
+    let DeskReply::Quarantined(listed, _) = county.handle_desk(DeskOp::Quarantined).unwrap() else {
         panic!("not a quarantine list");
     };
     assert_eq!(listed, at_county);

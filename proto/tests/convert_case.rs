@@ -1049,6 +1049,60 @@ fn malformed_requests_name_the_field() {
     }
 }
 
+/// A revision alarm round-trips; one naming no known revision kind, or a zero identity, is
+/// refused naming its field.
+#[test]
+fn revision_alarms_round_trip_and_malformed_ones_name_the_field() {
+    let alarm = yimen_core::case::RevisionAlarm {
+        node: code("430421105204"),
+        revision: yimen_core::link::EventId {
+            origin: "430421105000".to_owned(),
+            epoch: 7,
+            seq: 3,
+        },
+        kind: "catalog".to_owned(),
+        reason: "1 problem(s)".to_owned(),
+        at: at(day(2026, 12, 24), 9, 0),
+    };
+    let w = pb::RevisionAlarm::from(&alarm);
+    assert_eq!(
+        yimen_core::case::RevisionAlarm::try_from(w.clone()).unwrap(),
+        alarm
+    );
+    type Mutation = fn(&mut pb::RevisionAlarm);
+    let table: [(&str, Mutation, &str, &str); 4] = [
+        (
+            "unknown kind",
+            |w| w.kind = "budget".to_owned(),
+            "kind",
+            "catalog",
+        ),
+        (
+            "zero seq",
+            |w| w.revision_seq = 0,
+            "revision_seq",
+            "greater than 0",
+        ),
+        (
+            "bad origin",
+            |w| w.revision_origin = "43".to_owned(),
+            "revision_origin",
+            "",
+        ),
+        ("empty reason", |w| w.reason.clear(), "reason", ""),
+    ];
+    for (what, mutate, field, needle) in table {
+        let mut bad = w.clone();
+        mutate(&mut bad);
+        expect(
+            yimen_core::case::RevisionAlarm::try_from(bad),
+            what,
+            field,
+            needle,
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 

@@ -1203,6 +1203,24 @@ pub struct QuarantineAlarm {
     pub at: NaiveDateTime,
 }
 
+/// A node refused a received catalog, calendar or topology revision: it fails a check there
+/// (DESIGN.md "When an event is refused"), so it is kept and relayed but not applied there.
+/// Goes up to the root and to the revision's author; carries identities and the kind of
+/// problem only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionAlarm {
+    /// The node that refused it.
+    pub node: NodeId,
+    /// The refused revision's identity (its origin is the author).
+    pub revision: crate::link::EventId,
+    /// "catalog", "calendar" or "topology".
+    pub kind: String,
+    /// What failed, in English.
+    pub reason: String,
+    /// Beijing time.
+    pub at: NaiveDateTime,
+}
+
 /// What the county decided about a quarantined case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Verdict {

@@ -261,8 +261,8 @@ pub enum DeskReply {
         hold: Option<Hold>,
     },
     Transit(Vec<InTransit>),
-    /// (case number, why) of each quarantined case.
-    Quarantined(Vec<(String, String)>),
+    /// (case number, why) of each quarantined case, and the revision alarms kept here.
+    Quarantined(Vec<(String, String)>, Vec<yimen_core::case::RevisionAlarm>),
     /// A county decision taken: the case's state here afterwards, if this hub holds it.
     Decided {
         case: CaseNumber,
@@ -427,6 +427,7 @@ impl<S: Store> Node<S> {
             DeskOp::Transit { scope, older_than } => self.transit(&scope, now, older_than),
             DeskOp::Quarantined => Ok(DeskReply::Quarantined(
                 self.register.quarantined(DESK_CASES_MAX)?,
+                self.register.revision_alarms(DESK_CASES_MAX)?,
             )),
             DeskOp::Requests { desk, limit } => Ok(DeskReply::Requests(
                 self.register

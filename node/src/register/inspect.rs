@@ -134,6 +134,18 @@ pub fn inspect_store<S: Store>(store: &S) -> Result<Value, InspectError> {
     };
     let quarantined = numbers(key::QUARANTINE)?;
     let voided = numbers(key::VOID)?;
+    let mut refused_revisions = Vec::new();
+    for (_, v) in store.scan(key::REVISION_ALARM, None, INSPECT_MAX)? {
+        let a: yimen_core::case::RevisionAlarm = decode("revision alarm", &v)?;
+        refused_revisions.push(json!({
+            "node": a.node.to_string(),
+            "origin": a.revision.origin,
+            "epoch": format!("{:016x}", a.revision.epoch),
+            "seq": a.revision.seq,
+            "kind": a.kind,
+            "reason": a.reason,
+        }));
+    }
     let refill: bool = match store.get(key::REFILL)? {
         Some(b) => decode("refill flag", &b)?,
         None => false,
@@ -146,5 +158,6 @@ pub fn inspect_store<S: Store>(store: &S) -> Result<Value, InspectError> {
         "cursors": cursors,
         "quarantined": quarantined,
         "voided": voided,
+        "refused_revisions": refused_revisions,
     }))
 }

@@ -30,7 +30,7 @@ use yimen_core::link::{Cursor, Digest, EventId, LogView, NeedsNewEpoch, WireEven
 use yimen_core::numbering::CaseNumber;
 use yimen_proto::pb;
 
-use super::supervision::NewQuarantine;
+use super::supervision::{NewQuarantine, RefusedRevision};
 use super::{Register, RegisterError, decode, encode, event_key, key};
 use crate::store::{Batch, Epoch, Mark, Store};
 
@@ -63,6 +63,9 @@ pub struct Received {
     /// Requests addressed here for cases whose custody has moved on: the node passes each to
     /// the custodian named.
     pub pass_along: Vec<(yimen_core::case::Request, yimen_core::routing::Custodian)>,
+    /// Revisions refused here (kept and relayed, not applied): the node raises an alarm for
+    /// each.
+    pub refused_revisions: Vec<RefusedRevision>,
 }
 
 /// Why a received batch was refused before anything was stored.
@@ -505,14 +508,7 @@ impl<S: Store> Register<S> {
             }
             // Catalog, calendar and topology revisions (revision.rs): their state change joins
             // the event's batch, and reaches memory once the batch is applied.
-            let revised = self.offer_revision(
-                &mut b,
-                env.kind,
-                env.schema_version,
-                &env.id.origin,
-                position,
-                &event,
-            );
+            let revised = self.offer_revision(&mut b, &env, position, &event, &mut report);
             if let Some(revised) = &revised {
                 let subtree = env.audience_subtree.unwrap_or(self.node);
                 self.revision_ops(&mut b, revised, position, subtree, len)?;

@@ -85,7 +85,7 @@ impl<S: Store> Register<S> {
         let payload = pb::RequestPayload::from(request).encode_to_vec();
         let wire = self.own_event_wire(
             pb::EventType::Request,
-            &request.case,
+            Some(&request.case),
             &BTreeSet::from([to.node]),
             &request.operator,
             payload,

@@ -24,6 +24,8 @@ use yimen_core::link::EventId;
 use yimen_core::topology::{Topology, TopologyError};
 use yimen_proto::pb;
 
+use super::replica::{Envelope, Received};
+use super::supervision::RefusedRevision;
 use super::{PAYLOAD_SCHEMA_VERSION, Register, RegisterError, encode, key};
 use crate::store::{Batch, Store};
 
@@ -430,28 +432,34 @@ impl<S: Store> Register<S> {
     /// A received event of a revision type: its state change goes into `b` (nothing is
     /// written here) and is returned for [`Register::commit_revision`] once `b` is applied.
     /// `None` when the event is no revision, of a payload schema newer than this node's, or
-    /// fails a check (kept and relayed all the same; logged without content).
+    /// fails a check (kept and relayed all the same; logged without content, and listed in
+    /// `report` for the node's alarm).
     pub(super) fn offer_revision(
         &self,
         b: &mut Batch,
-        event_type: i32,
-        schema_version: u32,
-        origin: &str,
+        env: &Envelope,
         position: u64,
         event: &pb::Event,
+        report: &mut Received,
     ) -> Option<Revised> {
-        let kind = RevisionKind::of_event_type(event_type)?;
-        if schema_version > self.readable_schema {
+        let kind = RevisionKind::of_event_type(env.kind)?;
+        if env.schema_version > self.readable_schema {
             tracing::info!(
                 position,
                 kind = kind.as_str(),
-                schema_version,
+                schema_version = env.schema_version,
                 "a revision of a newer payload schema: kept and relayed, not applied here"
             );
             return None;
         }
-        let refuse = |why: String| {
+        let origin = env.id.origin.as_str();
+        let mut refuse = |why: String| {
             tracing::warn!(node = %self.node, position, origin, kind = kind.as_str(), %why, "a received revision fails a check: kept and relayed, not applied here");
+            report.refused_revisions.push(RefusedRevision {
+                revision: env.id.clone(),
+                kind: kind.as_str(),
+                reason: why,
+            });
             None
         };
         let Ok(author) = origin.parse::<NodeId>() else {
@@ -967,19 +975,52 @@ mod tests {
     }
 
     #[test]
-    fn a_revision_from_a_node_that_may_not_author_it_is_kept_but_not_applied() {
+    fn a_revision_from_a_node_that_may_not_author_it_is_kept_not_applied_and_alarmed() {
+        let mut county = open(COUNTY, 1, "2026-12-24");
+        let mut township = open(TOWNSHIP, 2, "2026-12-24");
         let mut village = open(VILLAGE, 3, "2026-12-24");
         // A township-authored change to the county's item (the township's own check
         // refuses to write it: forged).
         let payload = pb::CatalogRevision::from(medical_aid_v2_without("dbwbz")).encode_to_vec();
         let (event, cursor) = forged(TOWNSHIP, pb::EventType::CatalogRevision, 1, payload);
+        let forged_id = event.id.clone();
         let catalog = village.register.catalog.clone();
-        let received = village
+        let crate::node::LinkReply::Received(received) = village
+            .handle_link(crate::node::LinkOp::Receive {
+                peer: id(TOWNSHIP),
+                events: vec![event],
+                cursor,
+            })
+            .unwrap()
+        else {
+            panic!("not received");
+        };
+        assert_eq!(received.stored, 1);
+        assert_eq!(village.register.catalog, catalog, "not applied");
+        assert_eq!(received.refused_revisions.len(), 1, "{received:?}");
+
+        // The village's alarm: kept there, at the author (addressed) and at the root (the
+        // county's alarm), naming the refusing node and the revision.
+        relay(&mut village, &mut township);
+        relay(&mut township, &mut county);
+        for node in [&village, &township, &county] {
+            let alarms = node.register.revision_alarms(10).unwrap();
+            assert_eq!(alarms.len(), 1, "{}: {alarms:?}", node.register.node);
+            assert_eq!(alarms[0].node, id(VILLAGE));
+            assert_eq!(alarms[0].revision, forged_id);
+            assert_eq!(alarms[0].kind, "catalog");
+        }
+        // An alarm naming another node than its author is relayed only.
+        let mut claimed = county.register.revision_alarms(10).unwrap().remove(0);
+        claimed.revision.seq = 99;
+        let payload = pb::RevisionAlarm::from(&claimed).encode_to_vec();
+        let (event, cursor) = forged(TOWNSHIP, pb::EventType::RevisionAlarm, 1, payload);
+        let received = county
             .register
             .receive(id(TOWNSHIP), vec![event], cursor)
             .unwrap();
         assert_eq!(received.stored, 1);
-        assert_eq!(village.register.catalog, catalog, "not applied");
+        assert_eq!(county.register.revision_alarms(10).unwrap().len(), 1);
     }
 
     #[test]

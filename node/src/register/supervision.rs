@@ -20,9 +20,11 @@ use chrono::NaiveDateTime;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use yimen_core::case::{Case, CountyDecision, QuarantineAlarm, Verdict};
+use yimen_core::case::{
+    Case, CountyDecision, QuarantineAlarm, RevisionAlarm, TEXT_CHARS_MAX, Verdict,
+};
 use yimen_core::catalog::NodeId;
-use yimen_core::link::Digest;
+use yimen_core::link::{Digest, EventId};
 use yimen_core::numbering::CaseNumber;
 use yimen_proto::pb;
 
@@ -49,6 +51,29 @@ pub struct NewQuarantine {
     pub reason: String,
     /// Where the alarm goes besides the root: the case's audience and this node.
     pub audience: BTreeSet<NodeId>,
+}
+
+/// A received revision this node refused (kept and relayed, not applied): the node raises
+/// an alarm for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusedRevision {
+    pub revision: EventId,
+    /// "catalog", "calendar" or "topology".
+    pub kind: &'static str,
+    /// What failed (English, no content of the revision).
+    pub reason: String,
+}
+
+/// Where a hub keeps a revision alarm: by refusing node, then the revision's identity.
+fn revision_alarm_key(node: NodeId, revision: &EventId) -> Vec<u8> {
+    key::join(&[
+        key::REVISION_ALARM,
+        node.to_string().as_bytes(),
+        b"/",
+        revision.origin.as_bytes(),
+        &revision.epoch.to_be_bytes(),
+        &revision.seq.to_be_bytes(),
+    ])
 }
 
 /// Why a case is quarantined here, and who must hear the county's decision.
@@ -172,6 +197,10 @@ impl<S: Store> Register<S> {
                 return none;
             };
             self.apply_alarm(b, &alarm, &env.audience_members)?;
+            return none;
+        }
+        if env.kind == pb::EventType::RevisionAlarm as i32 {
+            self.offer_revision_alarm(b, env, event);
             return none;
         }
         if env.kind == pb::EventType::CountyDecision as i32 {
@@ -305,7 +334,7 @@ impl<S: Store> Register<S> {
     pub(super) fn own_event_wire(
         &self,
         kind: pb::EventType,
-        case: &CaseNumber,
+        case: Option<&CaseNumber>,
         audience: &BTreeSet<NodeId>,
         author: &str,
         payload: Vec<u8>,
@@ -317,7 +346,7 @@ impl<S: Store> Register<S> {
                     epoch: self.epoch.0,
                     seq: self.own_seq + 1,
                 }),
-                case_id: case.to_string(),
+                case_id: case.map(ToString::to_string).unwrap_or_default(),
                 case_seq: 0,
                 r#type: kind as i32,
                 schema_version: PAYLOAD_SCHEMA_VERSION,
@@ -351,7 +380,7 @@ impl<S: Store> Register<S> {
         let payload = pb::QuarantineAlarm::from(&alarm).encode_to_vec();
         let wire = self.own_event_wire(
             pb::EventType::QuarantineAlarm,
-            &q.case,
+            Some(&q.case),
             &q.audience,
             ALARM_OPERATOR,
             payload,
@@ -359,6 +388,77 @@ impl<S: Store> Register<S> {
         let position = self.append_own(wire, Batch::default())?;
         tracing::warn!(case = %q.case, seq = q.seq, "quarantine alarm raised to the county");
         Ok(position)
+    }
+
+    /// Raises the alarm for a revision refused here: kept here too, and an event that goes
+    /// up to the root and to the revision's author. Not durable until `sync`.
+    pub fn raise_revision_alarm(
+        &mut self,
+        r: &RefusedRevision,
+        at: NaiveDateTime,
+    ) -> Result<u64, RegisterError> {
+        let alarm = RevisionAlarm {
+            node: self.node,
+            revision: r.revision.clone(),
+            kind: r.kind.to_owned(),
+            reason: r.reason.chars().take(TEXT_CHARS_MAX).collect(),
+            at,
+        };
+        let author: BTreeSet<NodeId> = NodeId::parse(&r.revision.origin).into_iter().collect();
+        let payload = pb::RevisionAlarm::from(&alarm).encode_to_vec();
+        let wire = self.own_event_wire(
+            pb::EventType::RevisionAlarm,
+            None,
+            &author,
+            ALARM_OPERATOR,
+            payload,
+        );
+        let mut b = Batch::default();
+        b.put(
+            revision_alarm_key(self.node, &alarm.revision),
+            encode(&alarm),
+        );
+        let position = self.append_own(wire, b)?;
+        tracing::warn!(revision = ?r.revision, kind = r.kind, "revision alarm raised to the county and the author");
+        Ok(position)
+    }
+
+    /// A revision alarm raised elsewhere: kept (into `b`) at the root, which is the county's
+    /// alarm, and at the revision's author; relayed only elsewhere.
+    fn offer_revision_alarm(&self, b: &mut Batch, env: &Envelope, event: &pb::Event) {
+        let addressed = env.audience_members.contains(&self.node);
+        let root = self.parent().is_none();
+        if !addressed && !root {
+            return;
+        }
+        let alarm = pb::RevisionAlarm::decode(event.payload.as_slice())
+            .ok()
+            .and_then(|w| RevisionAlarm::try_from(w).ok());
+        let Some(alarm) = alarm else {
+            tracing::warn!(origin = %env.id.origin, "a revision alarm does not decode; relayed only");
+            return;
+        };
+        // A node raises alarms for its own refusals only.
+        if alarm.node.to_string() != env.id.origin {
+            tracing::warn!(origin = %env.id.origin, node = %alarm.node, "a revision alarm naming another node than its author; relayed only");
+            return;
+        }
+        if root {
+            tracing::error!(node = %alarm.node, revision = ?alarm.revision, kind = alarm.kind, reason = alarm.reason, "a node refused a revision: kept and relayed there, not applied");
+        }
+        b.put(
+            revision_alarm_key(alarm.node, &alarm.revision),
+            encode(&alarm),
+        );
+    }
+
+    /// Revision alarms kept here (by refusing node), at most `limit`.
+    pub fn revision_alarms(&self, limit: usize) -> Result<Vec<RevisionAlarm>, RegisterError> {
+        self.store
+            .scan(key::REVISION_ALARM, None, limit)?
+            .into_iter()
+            .map(|(_, v)| decode("revision alarm", &v))
+            .collect()
     }
 
     /// Takes a county decision here (this node is the county): the decision event, to every
@@ -377,7 +477,7 @@ impl<S: Store> Register<S> {
         let payload = pb::CountyDecision::from(d).encode_to_vec();
         let wire = self.own_event_wire(
             pb::EventType::CountyDecision,
-            &d.case,
+            Some(&d.case),
             &audience,
             &d.operator,
             payload,

@@ -16,7 +16,7 @@ use std::fmt;
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use yimen_core::case::{
     Acceptance, CaseEvent, CaseEventBody, Correction, CountyDecision, Helper, QuarantineAlarm,
-    Request, RequestId, RequestKind, TEXT_CHARS_MAX, Verdict,
+    Request, RequestId, RequestKind, RevisionAlarm, TEXT_CHARS_MAX, Verdict,
 };
 use yimen_core::catalog::{
     CODE_CHARS_MAX, CaseType, ItemCode, ItemVersionKey, MaterialCode, StepAction, StepCode,
@@ -553,6 +553,52 @@ impl From<&QuarantineAlarm> for pb::QuarantineAlarm {
             case_number: a.case.to_string(),
             node: a.node.to_string(),
             seq: a.seq,
+            reason: a.reason.clone(),
+            at: Some(local_date_time_to_wire(a.at)),
+        }
+    }
+}
+
+/// The revision kinds an alarm may name.
+const REVISION_KINDS: [&str; 3] = ["catalog", "calendar", "topology"];
+
+impl TryFrom<pb::RevisionAlarm> for RevisionAlarm {
+    type Error = WireError;
+    fn try_from(w: pb::RevisionAlarm) -> Result<Self, WireError> {
+        let root = Path::ROOT;
+        let origin = division(&root.field("revision_origin"), &w.revision_origin)?;
+        if w.revision_epoch == 0 || w.revision_seq == 0 {
+            return Err(root
+                .field("revision_seq")
+                .invalid("epoch and seq must be greater than 0"));
+        }
+        if !REVISION_KINDS.contains(&w.kind.as_str()) {
+            return Err(root
+                .field("kind")
+                .invalid(format!("must be one of {}", REVISION_KINDS.join(", "))));
+        }
+        Ok(RevisionAlarm {
+            node: division(&root.field("node"), &w.node)?,
+            revision: yimen_core::link::EventId {
+                origin: origin.to_string(),
+                epoch: w.revision_epoch,
+                seq: w.revision_seq,
+            },
+            kind: w.kind,
+            reason: text(&root.field("reason"), w.reason, 1, TEXT_CHARS_MAX)?,
+            at: local_date_time(&root.field("at"), w.at)?,
+        })
+    }
+}
+
+impl From<&RevisionAlarm> for pb::RevisionAlarm {
+    fn from(a: &RevisionAlarm) -> Self {
+        pb::RevisionAlarm {
+            node: a.node.to_string(),
+            revision_origin: a.revision.origin.clone(),
+            revision_epoch: a.revision.epoch,
+            revision_seq: a.revision.seq,
+            kind: a.kind.clone(),
             reason: a.reason.clone(),
             at: Some(local_date_time_to_wire(a.at)),
         }
