@@ -462,6 +462,45 @@ fn precheck_and_forward(village: &mut Node<MemStore>, number: &str) {
 /// which stops acting on it. Once the cause is gone, the county's release applies the held
 /// events (the township signs for the case); two events claiming one case sequence quarantine
 /// the case too, and the county's void is final.
+/// `event` under another identity (`edit` changes it, in the envelope too) at `position` of
+/// its sender's stream: its bytes and digest made again.
+fn rewritten(
+    event: &WireEvent,
+    position: u64,
+    edit: impl Fn(&mut yimen_core::link::EventId),
+) -> WireEvent {
+    let mut wire =
+        <yimen_proto::pb::Event as prost::Message>::decode(event.bytes.as_slice()).unwrap();
+    let mut id = event.id.clone();
+    edit(&mut id);
+    let envelope_id = wire.envelope.as_mut().unwrap().id.as_mut().unwrap();
+    envelope_id.origin = id.origin.clone();
+    envelope_id.seq = id.seq;
+    let bytes = prost::Message::encode_to_vec(&wire);
+    WireEvent {
+        id,
+        position,
+        digest: *blake3::hash(&bytes).as_bytes(),
+        bytes,
+    }
+}
+
+/// `event` alone received by `to` from `from` (sender epoch `epoch`).
+fn receive_one(
+    to: &mut Node<MemStore>,
+    from: &str,
+    event: WireEvent,
+    epoch: u64,
+) -> yimen_node::node::LinkReply {
+    let cursor = cursor_of(std::slice::from_ref(&event), epoch);
+    to.handle_link(yimen_node::node::LinkOp::Receive {
+        peer: id(from),
+        events: vec![event],
+        cursor,
+    })
+    .unwrap()
+}
+
 #[test]
 fn a_quarantined_case_raises_an_alarm_holds_its_events_and_the_county_decides() {
     use yimen_node::node::{ClerkError, DeskOp, DeskReply};
@@ -501,6 +540,16 @@ fn a_quarantined_case_raises_an_alarm_holds_its_events_and_the_county_decides() 
     let alarm = &up[3];
     assert_eq!(alarm.id.origin, TOWNSHIP);
     assert_eq!(outbox(&township, VILLAGE, false).len(), 1, "the alarm only");
+
+    // A copy claiming another origin (a node alarming for a quarantine not its own) is
+    // relayed only: the village does not hold the case for it.
+    let claimed = rewritten(alarm, 1, |id| id.origin = T2.to_owned());
+    let r = receive_one(&mut village, T2, claimed, 10);
+    assert!(
+        matches!(r, yimen_node::node::LinkReply::Received(ref r) if r.stored == 1),
+        "{r:?}"
+    );
+    assert!(village.register.quarantine_of(&case).unwrap().is_none());
 
     // The accepting village hears it and stops acting on the case.
     deliver(&mut township, TOWNSHIP, &mut village, VILLAGE);
@@ -594,21 +643,8 @@ fn a_quarantined_case_raises_an_alarm_holds_its_events_and_the_county_decides() 
     assert!(village.register.case(&case).unwrap().unwrap().received);
 
     // A second event claiming case sequence 2 (a new identity): a fork, quarantined.
-    let mut fork = up[1].clone();
-    let mut wire =
-        <yimen_proto::pb::Event as prost::Message>::decode(fork.bytes.as_slice()).unwrap();
-    wire.envelope.as_mut().unwrap().id.as_mut().unwrap().seq = 99;
-    fork.bytes = prost::Message::encode_to_vec(&wire);
-    fork.id.seq = 99;
-    fork.position = 50;
-    fork.digest = *blake3::hash(&fork.bytes).as_bytes();
-    let r = county
-        .handle_link(yimen_node::node::LinkOp::Receive {
-            peer: id(TOWNSHIP),
-            events: vec![fork.clone()],
-            cursor: cursor_of(std::slice::from_ref(&fork), 8),
-        })
-        .unwrap();
+    let fork = rewritten(&up[1], 50, |id| id.seq = 99);
+    let r = receive_one(&mut county, TOWNSHIP, fork, 8);
     let yimen_node::node::LinkReply::Received(r) = r else {
         panic!("not received");
     };

@@ -12,7 +12,7 @@
 //! * Only a county-tier node whose territory holds the case decides; a decision from anyone
 //!   else is relayed but changes nothing. A void is final: no later event of the case applies.
 //! * Alarms and decisions carry the case number, node ids and the kind of problem only, never
-//!   applicant data.
+//!   applicant data. An alarm naming another node than its author is relayed, never applied.
 
 use std::collections::BTreeSet;
 
@@ -62,6 +62,12 @@ pub struct RefusedRevision {
     pub kind: &'static str,
     /// What failed (English, no content of the revision).
     pub reason: String,
+}
+
+/// Whether an alarm naming `node` was written by that node: a node raises alarms for its own
+/// quarantines and refusals only; one naming another node is relayed, never applied.
+fn raised_by_its_node(node: NodeId, env: &Envelope) -> bool {
+    node.to_string() == env.id.origin
 }
 
 /// Where a hub keeps a revision alarm: by refusing node, then the revision's identity.
@@ -196,6 +202,10 @@ impl<S: Store> Register<S> {
                 tracing::warn!(origin = %env.id.origin, "a quarantine alarm does not decode; relayed only");
                 return none;
             };
+            if !raised_by_its_node(alarm.node, env) {
+                tracing::warn!(case = %alarm.case, origin = %env.id.origin, node = %alarm.node, "a quarantine alarm naming another node than its author; relayed only");
+                return none;
+            }
             self.apply_alarm(b, &alarm, &env.audience_members)?;
             return none;
         }
@@ -438,8 +448,7 @@ impl<S: Store> Register<S> {
             tracing::warn!(origin = %env.id.origin, "a revision alarm does not decode; relayed only");
             return;
         };
-        // A node raises alarms for its own refusals only.
-        if alarm.node.to_string() != env.id.origin {
+        if !raised_by_its_node(alarm.node, env) {
             tracing::warn!(origin = %env.id.origin, node = %alarm.node, "a revision alarm naming another node than its author; relayed only");
             return;
         }
