@@ -224,7 +224,41 @@ impl Relay {
     }
 }
 
-fn free_addr() -> anyhow::Result<SocketAddr> {
+/// Where [`free_addr`] starts looking: below it lie well-known and registered services.
+const FREE_PORT_LOW: u16 = 10_000;
+
+/// The first port of the kernel's ephemeral range, when it leaves room above
+/// [`FREE_PORT_LOW`].
+fn ephemeral_low() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|&p| p > FREE_PORT_LOW + 1_000)
+}
+
+/// A loopback address free for a listener whose address is written into a config before it
+/// starts (a box's link port). A port the kernel picks for `bind(…:0)` could be picked again
+/// for another socket of this process (a proxy, an outgoing connection) before the box binds
+/// it: a test once failed with "Address already in use" so. The port is therefore taken
+/// below the kernel's ephemeral range (`ip_local_port_range`), where such sockets never land,
+/// each port at most once per process, starting at an offset of the process id (another
+/// process doing the same starts elsewhere), and only if it is free now. Falls back to a
+/// port the kernel picks when the range cannot be read.
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    static HANDED: AtomicU64 = AtomicU64::new(0);
+    if let Some(high) = ephemeral_low() {
+        let span = u64::from(high - FREE_PORT_LOW);
+        let start = u64::from(std::process::id()) % span;
+        for _ in 0..1_000 {
+            let n = HANDED.fetch_add(1, Ordering::Relaxed);
+            let Ok(offset) = u16::try_from((start + n) % span) else {
+                continue;
+            };
+            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", FREE_PORT_LOW + offset)) {
+                return Ok(l.local_addr()?);
+            }
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?)
 }
@@ -693,3 +727,29 @@ async fn links_of(addr: SocketAddr) -> Option<Vec<pb::LinkView>> {
 }
 
 mod flows;
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test"
+)]
+mod tests {
+    use super::*;
+
+    /// Ports handed out for configs lie below the ephemeral range, each once per process.
+    #[test]
+    fn free_addresses_lie_below_the_ephemeral_range_and_differ() {
+        let Some(ephemeral_low) = ephemeral_low() else {
+            return;
+        };
+        let ports: Vec<u16> = (0..20).map(|_| free_addr().unwrap().port()).collect();
+        assert!(
+            ports
+                .iter()
+                .all(|&p| (FREE_PORT_LOW..ephemeral_low).contains(&p)),
+            "{ports:?} (ephemeral from {ephemeral_low})"
+        );
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+    }
+}

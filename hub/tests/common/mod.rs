@@ -48,11 +48,11 @@ pub fn hub_ok(args: &[&str], cwd: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A free loopback port (bound and released: another process could take it in between,
-/// which on a test box does not happen in practice).
+/// A free loopback port for a hub's listen address, below the kernel's ephemeral range so
+/// that no other socket of this process takes it before the hub binds it (the demo's
+/// `free_addr`).
 pub fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    yimen_hub::demo::free_addr().unwrap()
 }
 
 /// The CA and one signed identity per box, in a temporary folder.
