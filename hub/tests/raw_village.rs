@@ -121,10 +121,14 @@ impl RawLink {
         self.out.send(frame(f)).await.is_ok()
     }
 
-    /// Sends `events` (positions from 1) as the first batch of `epoch` and waits for the
-    /// township's acknowledgement of the last (given only once durable; credit and down-stream
-    /// frames may come first).
-    async fn send_acked(&mut self, epoch: u64, events: Vec<pb::LinkEvent>) -> pb::LinkAck {
+    /// Sends the events `bytes` (own sequence numbers and positions from 1) as the first batch
+    /// of `epoch` and waits for the township's acknowledgement of the last (given only once
+    /// durable; credit and down-stream frames may come first).
+    async fn send_acked(&mut self, epoch: u64, bytes: &[&[u8]]) -> pb::LinkAck {
+        let events: Vec<pb::LinkEvent> = (1..)
+            .zip(bytes)
+            .map(|(n, b)| link_event(epoch, n, n, b))
+            .collect();
         let last = events.last().map_or(0, |e| e.position);
         assert!(
             self.send(F::Batch(pb::LinkBatch {
@@ -574,15 +578,7 @@ async fn hub_relays_newer_schema_and_unknown_type_byte_for_byte() {
         }
         other => panic!("no welcome: {other:?}"),
     }
-    let ack = link
-        .send_acked(
-            EPOCH,
-            vec![
-                link_event(EPOCH, 1, 1, &case_event),
-                link_event(EPOCH, 2, 2, &unknown),
-            ],
-        )
-        .await;
+    let ack = link.send_acked(EPOCH, &[&case_event, &unknown]).await;
     assert_eq!((ack.epoch, ack.position), (EPOCH, 2));
     let acked_at = unix_ms();
     eprintln!("acknowledged at {:?}", started.elapsed());
@@ -658,6 +654,16 @@ async fn hub_relays_newer_schema_and_unknown_type_byte_for_byte() {
     eprintln!("done at {:?}", started.elapsed());
 }
 
+/// Polls `desk quarantine` at `op` until `check` accepts the listing; returns it.
+async fn quarantine_when(op: &Desk, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    eventually(what, ARRIVE, || {
+        let listed = op.ok(&["quarantine"]);
+        let found = check(&listed).then_some(listed);
+        async move { found }
+    })
+    .await
+}
+
 /// DESIGN.md "When an event is refused", with real processes: a case event of this build's
 /// schema whose payload fails its checks (a broken or compromised village) is kept and
 /// relayed, but quarantines the case at the township; the township's alarm reaches the
@@ -714,29 +720,15 @@ async fn a_case_failing_a_domain_check_is_quarantined_and_the_county_decides() {
         b"not read: the author is refused first",
         &[],
     );
-    let ack = link
-        .send_acked(
-            EPOCH,
-            vec![
-                link_event(EPOCH, 1, 1, &broken),
-                link_event(EPOCH, 2, 2, &revision),
-            ],
-        )
-        .await;
+    let ack = link.send_acked(EPOCH, &[&broken, &revision]).await;
     assert_eq!(
         ack.position, 2,
         "the link moves on: the events are acknowledged"
     );
 
     // The alarm at the county (and the case quarantined at the township).
-    let listed = eventually("the alarm at the county", ARRIVE, || {
-        let listed = county_op.ok(&["quarantine"]);
-        async move {
-            listed["quarantined"]
-                .as_array()
-                .is_some_and(|q| !q.is_empty())
-                .then_some(listed)
-        }
+    let listed = quarantine_when(&county_op, "the alarm at the county", |l| {
+        l["quarantined"].as_array().is_some_and(|q| !q.is_empty())
     })
     .await;
     let q = &listed["quarantined"][0];
@@ -748,14 +740,10 @@ async fn a_case_failing_a_domain_check_is_quarantined_and_the_county_decides() {
     );
     // The revision alarms are listed beside it: the township and the county each refused
     // the revision (every node checks what it applies).
-    let listed = eventually("the revision alarms at the county", ARRIVE, || {
-        let listed = county_op.ok(&["quarantine"]);
-        async move {
-            listed["refused_revisions"]
-                .as_array()
-                .is_some_and(|r| r.len() == 2)
-                .then_some(listed)
-        }
+    let listed = quarantine_when(&county_op, "the revision alarms at the county", |l| {
+        l["refused_revisions"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
     })
     .await;
     let refused = listed["refused_revisions"].as_array().unwrap();
@@ -814,9 +802,8 @@ async fn a_case_failing_a_domain_check_is_quarantined_and_the_county_decides() {
         county_op.ok(&["quarantine"])["quarantined"],
         serde_json::json!([])
     );
-    eventually("the void at the township", ARRIVE, || {
-        let listed = township_op.ok(&["quarantine"]);
-        async move { (listed["quarantined"] == serde_json::json!([])).then_some(()) }
+    quarantine_when(&township_op, "the void at the township", |l| {
+        l["quarantined"] == serde_json::json!([])
     })
     .await;
     let (err, _) = county_op

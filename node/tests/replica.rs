@@ -17,7 +17,7 @@ use yimen_core::division::DivisionCode;
 use yimen_core::link::{Cursor, WireEvent};
 use yimen_node::clock::ManualClock;
 use yimen_node::node::{ApplicantInput, ClerkOp, ClerkReply, Node, RelayKind};
-use yimen_node::register::{ReceiveError, Recovery, Register};
+use yimen_node::register::{ReceiveError, Received, Recovery, Register};
 use yimen_node::server::bootstrap;
 use yimen_node::store::Epoch;
 use yimen_node::store::mem::MemStore;
@@ -250,7 +250,12 @@ fn a_new_village_store_numbers_nothing_until_refilled_then_numbers_above_what_it
 
 /// What a node sends `peer` and the peer makes of it, through the node thread's link
 /// operation (receipts included).
-fn deliver(from: &mut Node<MemStore>, from_id: &str, to: &mut Node<MemStore>, to_id: &str) {
+fn deliver(
+    from: &mut Node<MemStore>,
+    from_id: &str,
+    to: &mut Node<MemStore>,
+    to_id: &str,
+) -> Received {
     use yimen_node::node::{LinkOp, LinkReply};
     let after = to
         .register
@@ -262,7 +267,7 @@ fn deliver(from: &mut Node<MemStore>, from_id: &str, to: &mut Node<MemStore>, to
         .outbox(id(to_id), after + 1, false, 10_000, u64::MAX)
         .unwrap();
     if events.is_empty() {
-        return;
+        return Received::default();
     }
     let cursor = cursor_of(&events, from.register.epoch.0);
     let reply = to
@@ -272,8 +277,11 @@ fn deliver(from: &mut Node<MemStore>, from_id: &str, to: &mut Node<MemStore>, to
             cursor,
         })
         .unwrap();
-    assert!(matches!(reply, LinkReply::Received(_)));
+    let LinkReply::Received(received) = reply else {
+        panic!("not received: {reply:?}");
+    };
     to.sync().unwrap();
+    received
 }
 
 /// 同城通办: a village of 演陂镇 accepts 医疗救助 for a resident of 西渡镇 and forwards it to
@@ -398,11 +406,16 @@ fn newer_schemas_and_unknown_types_are_relayed_byte_for_byte_by_envelope() {
 }
 
 /// A county operator at the county's own desk.
-fn county_desk() -> yimen_node::node::DeskActor {
+/// `operator` at the desk of `node` (no department).
+fn desk(node: &str, operator: &str) -> yimen_node::node::DeskActor {
     yimen_node::node::DeskActor {
-        custodian: yimen_node::node::DeskActor::custodian_of(id(COUNTY), None),
-        operator: "县级管理员".to_owned(),
+        custodian: yimen_node::node::DeskActor::custodian_of(id(node), None),
+        operator: operator.to_owned(),
     }
+}
+
+fn county_desk() -> yimen_node::node::DeskActor {
+    desk(COUNTY, "县级管理员")
 }
 
 /// A 医疗救助 case accepted at the village for a resident of `household`, pre-checked and
@@ -599,10 +612,7 @@ fn a_quarantined_case_raises_an_alarm_holds_its_events_and_the_county_decides() 
     // Only the county decides, and only on a quarantined case.
     let not_county = township
         .handle_desk(DeskOp::Decide {
-            actor: yimen_node::node::DeskActor {
-                custodian: yimen_node::node::DeskActor::custodian_of(id(TOWNSHIP), None),
-                operator: "乡镇管理员".to_owned(),
-            },
+            actor: desk(TOWNSHIP, "乡镇管理员"),
             case: number.clone(),
             verdict: yimen_core::case::Verdict::Release,
             reason: "已修复".to_owned(),
@@ -690,10 +700,7 @@ fn a_quarantined_case_raises_an_alarm_holds_its_events_and_the_county_decides() 
     assert!(township.register.voided(&case).unwrap().is_some());
     let after_void = township
         .handle_desk(DeskOp::Step {
-            actor: yimen_node::node::DeskActor {
-                custodian: yimen_node::node::DeskActor::custodian_of(id(TOWNSHIP), None),
-                operator: "审核员".to_owned(),
-            },
+            actor: desk(TOWNSHIP, "审核员"),
             case: number.clone(),
             action: yimen_core::catalog::StepAction::Review,
             opinion: "同意".to_owned(),
@@ -808,13 +815,7 @@ fn the_county_reassigns_a_lost_custodians_case_and_the_new_one_signs_for_it() {
     assert!(matches!(wrong, ClerkError::Invalid { .. }), "{wrong:?}");
     // Not by a township.
     let by_township = township
-        .handle_desk(reassign(
-            yimen_node::node::DeskActor {
-                custodian: lost.clone(),
-                operator: "乡镇管理员".to_owned(),
-            },
-            &lost,
-        ))
+        .handle_desk(reassign(desk(TOWNSHIP, "乡镇管理员"), &lost))
         .unwrap_err();
     assert!(
         matches!(by_township, ClerkError::Case(_)),
@@ -907,7 +908,7 @@ fn the_county_reassigns_a_lost_custodians_case_and_the_new_one_signs_for_it() {
 /// withdrawal becomes the case's event and comes back to the village.
 #[test]
 fn a_request_passes_along_the_custody_chain_and_the_custodian_decides_it() {
-    use yimen_node::node::{DeskActor, DeskOp, DeskReply, LinkOp, LinkReply};
+    use yimen_node::node::{DeskActor, DeskOp, DeskReply};
     let FourNodes {
         mut village,
         mut township,
@@ -955,26 +956,7 @@ fn a_request_passes_along_the_custody_chain_and_the_custodian_decides_it() {
     deliver(&mut county, COUNTY, &mut t2, T2);
 
     // The request reaches the township, which passes it along to 西渡镇 through the county.
-    let after = township
-        .register
-        .cursor(id(VILLAGE))
-        .unwrap()
-        .map_or(0, |c| c.position);
-    let events = village
-        .register
-        .outbox(id(TOWNSHIP), after + 1, false, 10_000, u64::MAX)
-        .unwrap();
-    let LinkReply::Received(r) = township
-        .handle_link(LinkOp::Receive {
-            peer: id(VILLAGE),
-            cursor: cursor_of(&events, 7),
-            events,
-        })
-        .unwrap()
-    else {
-        panic!("not received");
-    };
-    township.sync().unwrap();
+    let r = deliver(&mut village, VILLAGE, &mut township, TOWNSHIP);
     assert_eq!(r.pass_along.len(), 1, "{r:?}");
     assert_eq!(r.requests, 0);
     deliver(&mut township, TOWNSHIP, &mut county, COUNTY);
@@ -991,10 +973,7 @@ fn a_request_passes_along_the_custody_chain_and_the_custodian_decides_it() {
         case: withdrawn, ..
     } = t2
         .handle_desk(DeskOp::DecideRequest {
-            actor: DeskActor {
-                custodian: t2_desk.clone(),
-                operator: "审核员".to_owned(),
-            },
+            actor: desk(T2, "审核员"),
             case: number.clone(),
             request: request.to_string(),
             accept: true,
@@ -1051,10 +1030,7 @@ fn a_village_custodian_decides_a_request_raised_elsewhere() {
     assert_eq!(pending[0].id, request);
     // Declining needs a reason.
     let decide = |reason: &str| DeskOp::DecideRequest {
-        actor: DeskActor {
-            custodian: me.clone(),
-            operator: "村办事员".to_owned(),
-        },
+        actor: desk(VILLAGE, "村办事员"),
         case: number.clone(),
         request: request.to_string(),
         accept: false,
